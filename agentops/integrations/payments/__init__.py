@@ -1,0 +1,52 @@
+"""Payment gateways behind one small interface; the simulated one is the default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class GatewayRefund:
+    refund_id: str
+    payment_ref: str
+    amount_cents: int
+    currency: str
+    idempotency_key: str | None
+    metadata: dict
+
+
+class PaymentGateway(Protocol):
+    name: str
+
+    def refund(
+        self,
+        *,
+        payment_ref: str,
+        amount_cents: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: dict,
+    ) -> GatewayRefund:
+        """Create a refund. The same key and parameters return the same refund.
+
+        Raises agentops.integrations.errors: ProviderTimeout (may have committed),
+        RateLimited, ProviderUnavailable, ProviderRejected, IdempotencyConflict.
+        """
+        ...
+
+    def find_refund(self, *, payment_ref: str, idempotency_key: str) -> GatewayRefund | None:
+        """Ask the provider whether a refund with this key exists (for unknown outcomes)."""
+        ...
+
+    def list_refunds(self, *, payment_ref: str | None = None) -> list[GatewayRefund]: ...
+
+
+def get_payment_gateway() -> PaymentGateway:
+    if settings.PAYMENTS_BACKEND == "simulated":
+        from agentops.integrations.payments.simulated import SimulatedGateway
+
+        return SimulatedGateway()
+    raise NotImplementedError(settings.PAYMENTS_BACKEND)

@@ -1,0 +1,164 @@
+"""The core records: tickets, the runs that work on them, and the effect ledger."""
+
+import hashlib
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Ticket(models.Model):
+    class Source(models.TextChoices):
+        API = "api", "JSON API"
+        WEB = "web", "Web form"
+        COMMAND = "command", "Management command"
+        DEMO = "demo", "Demo seed"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Intake is idempotent on this: the same external id never makes a second run.
+    external_id = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    customer_email = models.EmailField()
+    subject = models.CharField(max_length=300)
+    body = models.TextField()
+    source = models.CharField(max_length=16, choices=Source, default=Source.API)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.subject} <{self.customer_email}>"
+
+
+class Run(models.Model):
+    """One attempt of the agent at a ticket: durable, resumable, claimed by one worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        AWAITING_APPROVAL = "awaiting_approval"
+        RESOLVED = "resolved"
+        ESCALATED = "escalated"
+        FAILED = "failed"
+
+    FINAL_STATUSES = (Status.RESOLVED, Status.ESCALATED, Status.FAILED)
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="runs")
+    status = models.CharField(max_length=20, choices=Status, default=Status.QUEUED)
+    model = models.CharField(max_length=100, blank=True)
+    trace_id = models.CharField(max_length=32, default="", editable=False)
+
+    # The conversation in Messages API shape. `messages` holds every completed
+    # turn; `tool_results` holds the answers already given to the last assistant
+    # turn's tool calls, so a resumed run never executes a call twice.
+    messages = models.JSONField(default=list, blank=True)
+    tool_results = models.JSONField(default=list, blank=True)
+    triage = models.JSONField(default=dict, blank=True)
+
+    step_count = models.PositiveIntegerField(default=0)
+    model_calls = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+
+    # The lease: only its holder advances the run; an expired lease can be taken over.
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    reply = models.TextField(blank=True)
+    outcome_reason = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The runs list: newest first, optionally filtered by status.
+            models.Index(fields=["status", "-created_at"], name="run_status_created"),
+            models.Index(fields=["-created_at"], name="run_created"),
+            # The beat sweeper: unfinished runs whose lease ran out or never started.
+            models.Index(
+                fields=["lease_expires_at"],
+                name="run_open_lease",
+                condition=Q(status__in=["queued", "running"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.code} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class Effect(models.Model):
+    """The ledger: one row per side effect, written before the call, completed after."""
+
+    class Status(models.TextChoices):
+        STARTED = "started"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        # The call may have happened: a timeout after the provider may have committed.
+        UNKNOWN = "unknown"
+
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="effects")
+    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="effects")
+    tool = models.CharField(max_length=64)
+    request = models.JSONField()
+    request_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=12, choices=Status, default=Status.STARTED)
+    attempts = models.PositiveIntegerField(default=0)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    provider_ref = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [
+            # Reconciliation and the finance view: effects of one tool by time.
+            models.Index(fields=["tool", "created_at"], name="effect_tool_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool} {self.idempotency_key} ({self.status})"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the JSON API. Only its SHA-256 is stored."""
+
+    name = models.CharField(max_length=100)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def hash(raw: str) -> str:
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

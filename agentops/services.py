@@ -1,0 +1,74 @@
+"""Writes of the core app: intake of tickets and enqueueing of runs."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+
+from agentops.models import Run, Ticket
+
+
+@dataclass(frozen=True)
+class Submission:
+    ticket: Ticket
+    run: Run
+    created: bool
+
+
+def new_trace_id() -> str:
+    return secrets.token_hex(16)
+
+
+def ticket_submit(
+    *,
+    customer_email: str,
+    subject: str,
+    body: str,
+    external_id: str | None = None,
+    source: str = Ticket.Source.API,
+) -> Submission:
+    """Store a ticket and its run, and enqueue the run once the transaction commits.
+
+    Idempotent on external_id: the same id returns the first ticket and run,
+    never a second run, even when two submissions race.
+    """
+    external_id = external_id or None
+    if external_id is not None:
+        existing = _existing_submission(external_id)
+        if existing is not None:
+            return existing
+    try:
+        with transaction.atomic():
+            ticket = Ticket.objects.create(
+                customer_email=customer_email,
+                subject=subject,
+                body=body,
+                external_id=external_id,
+                source=source,
+            )
+            run = Run.objects.create(ticket=ticket, trace_id=new_trace_id())
+            run_enqueue_on_commit(run_id=run.pk)
+    except IntegrityError:
+        # Another request stored the same external_id between our read and write.
+        existing = _existing_submission(external_id) if external_id else None
+        if existing is None:
+            raise
+        return existing
+    return Submission(ticket=ticket, run=run, created=True)
+
+
+def _existing_submission(external_id: str) -> Submission | None:
+    ticket = Ticket.objects.filter(external_id=external_id).first()
+    if ticket is None:
+        return None
+    run = ticket.runs.order_by("created_at", "pk").first()
+    return Submission(ticket=ticket, run=run, created=False)
+
+
+def run_enqueue_on_commit(*, run_id: int) -> None:
+    """Enqueue the run's task after the current transaction commits (or now, outside one)."""
+    from agentops.tasks import advance_run
+
+    transaction.on_commit(lambda: advance_run.delay(run_id))

@@ -1,0 +1,226 @@
+"""Every setting comes from the environment, with an embedded default that runs the demo.
+
+`.env.example` lists them all. A bad value fails here, at start-up, with
+ImproperlyConfigured, never at the first request.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("AGENTOPS_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _fraction(name: str, default: float) -> float:
+    value = env.float(name, default=default)
+    if not 0.0 <= value <= 1.0:
+        raise ImproperlyConfigured(f"{name} must be between 0 and 1, got {value}")
+    return value
+
+
+def _positive(value: float, name: str) -> float:
+    if value <= 0:
+        raise ImproperlyConfigured(f"{name} must be greater than 0, got {value}")
+    return value
+
+
+# --- Django core -----------------------------------------------------------
+
+DEBUG = env.bool("DEBUG", default=False)
+# The embedded key is for the demo only; production sets SECRET_KEY.
+SECRET_KEY = env.str("SECRET_KEY", default="agentops-demo-only-insecure-key-change-me-in-production")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "agentops",
+    "agentops.shop",
+    "agentops.simgateway",
+    "approvals",
+    "traces",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "agentops.urls"
+WSGI_APPLICATION = "agentops.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "agentops.context_processors.navigation",
+            ],
+            "builtins": ["django_htmx.templatetags.django_htmx"],
+        },
+    },
+]
+
+# SQLite (WAL) by default; PostgreSQL through DATABASE_URL.
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'agentops.sqlite3'}"),
+}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            # WAL lets the web server read while a worker writes; IMMEDIATE makes a
+            # writer take the lock up front instead of failing half-way on upgrade.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
+    _db["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+else:
+    # Workers keep their connection between tasks; health checks drop dead ones.
+    _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    _db["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "runs"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if env.bool("STATIC_MANIFEST", default=not DEBUG)
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+# Serve from the finders when no collectstatic has run (demo and tests).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- HTTPS: production turns this on; the demo runs over plain http on localhost.
+HTTPS = env.bool("HTTPS", default=False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# --- Celery ----------------------------------------------------------------
+
+# The embedded broker is kombu's filesystem transport: no server to run.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+BROKER_DIR = VAR_DIR / "broker"
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for sub in ("queue", "processed"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+else:
+    # Longer than any task's hard time limit, so a slow task is not redelivered
+    # while it still runs (Redis and SQS redeliver unacked messages after this).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- The agent -------------------------------------------------------------
+
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
+ANTHROPIC_TIMEOUT_SECONDS = _positive(
+    env.float("ANTHROPIC_TIMEOUT_SECONDS", default=60.0), "ANTHROPIC_TIMEOUT_SECONDS"
+)
+# With no API key the offline model runs the agent: deterministic, no network.
+AGENT_MODEL = env.str("AGENT_MODEL", default="claude-sonnet-4-5" if ANTHROPIC_API_KEY else "offline")
+TRIAGE_MODEL = env.str("TRIAGE_MODEL", default="claude-haiku-4-5" if ANTHROPIC_API_KEY else "offline")
+OFFLINE_MODEL_LATENCY_MS = env.int("OFFLINE_MODEL_LATENCY_MS", default=0)
+
+RUN_MAX_STEPS = env.int("RUN_MAX_STEPS", default=12)
+RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", default=120)
+RUN_TASK_SOFT_TIME_LIMIT = env.int("RUN_TASK_SOFT_TIME_LIMIT", default=300)
+RUN_TASK_TIME_LIMIT = env.int("RUN_TASK_TIME_LIMIT", default=360)
+# Runs queued longer than this, or whose lease expired, are re-enqueued by beat.
+RUN_STALE_SECONDS = env.int("RUN_STALE_SECONDS", default=180)
+
+# Transient errors: bounded exponential backoff with full jitter.
+RETRY_MAX_ATTEMPTS = env.int("RETRY_MAX_ATTEMPTS", default=4)
+RETRY_BASE_DELAY_SECONDS = env.float("RETRY_BASE_DELAY_SECONDS", default=0.25)
+RETRY_MAX_DELAY_SECONDS = env.float("RETRY_MAX_DELAY_SECONDS", default=8.0)
+
+# Refunds above this (minor units, in the order's currency) wait for a person
+# unless an admin-edited RiskPolicy for the currency says otherwise.
+DEFAULT_APPROVAL_THRESHOLD_CENTS = env.int("DEFAULT_APPROVAL_THRESHOLD_CENTS", default=5000)
+
+# --- Payments --------------------------------------------------------------
+
+PAYMENTS_BACKEND = env.str("PAYMENTS_BACKEND", default="simulated")
+if PAYMENTS_BACKEND not in {"simulated"}:
+    raise ImproperlyConfigured(f"PAYMENTS_BACKEND must be 'simulated', got {PAYMENTS_BACKEND!r}")
+# Fault injection for the simulated gateway (probabilities per call).
+GATEWAY_TIMEOUT_AFTER_COMMIT = _fraction("GATEWAY_TIMEOUT_AFTER_COMMIT", 0.0)
+GATEWAY_RATE_LIMIT = _fraction("GATEWAY_RATE_LIMIT", 0.0)
+GATEWAY_SERVER_ERROR = _fraction("GATEWAY_SERVER_ERROR", 0.0)
+GATEWAY_LATENCY_MS = env.int("GATEWAY_LATENCY_MS", default=0)

@@ -1,0 +1,47 @@
+"""Shared fixtures: the four users every view is tested with."""
+
+import pytest
+from django.contrib.auth.models import Permission
+
+PASSWORD = "pw-agentops-test-1"
+
+
+def _user(django_user_model, username, *, staff=False, superuser=False, perms=()):
+    user = django_user_model.objects.create_user(
+        username=username, email=f"{username}@example.com", password=PASSWORD
+    )
+    user.is_staff = staff or superuser
+    user.is_superuser = superuser
+    user.save()
+    for codename in perms:
+        app_label, code = codename.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=code)
+        )
+    return user
+
+
+@pytest.fixture
+def support_lead(django_user_model):
+    return _user(django_user_model, "lead", staff=True, perms=["approvals.decide_pendingaction"])
+
+
+@pytest.fixture
+def finance(django_user_model):
+    return _user(django_user_model, "finance", staff=True, perms=["approvals.decide_pendingaction"])
+
+
+@pytest.fixture
+def outsider(django_user_model):
+    return _user(django_user_model, "outsider")
+
+
+@pytest.fixture
+def staff_viewer(django_user_model):
+    """Staff who may look but not decide."""
+    return _user(django_user_model, "viewer", staff=True)
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return _user(django_user_model, "admin", superuser=True)

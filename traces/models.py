@@ -1,0 +1,66 @@
+"""Spans: every step of a run, written with the state change it describes."""
+
+from django.db import models
+
+
+class Span(models.Model):
+    class Kind(models.TextChoices):
+        RUN = "run"
+        TRIAGE = "triage"
+        MODEL = "model"
+        VALIDATE = "validate"
+        POLICY = "policy"
+        TOOL = "tool"
+        APPROVAL = "approval"
+        REPLY = "reply"
+
+    class Status(models.TextChoices):
+        # Written before an outside call; a crash leaves it visibly unfinished.
+        STARTED = "started"
+        OK = "ok"
+        ERROR = "error"
+
+    class ErrorClass(models.TextChoices):
+        NONE = "", "—"
+        TRANSIENT = "transient"
+        TERMINAL = "terminal"
+        VALIDATION = "validation"
+        POLICY = "policy"
+        BUDGET = "budget"
+
+    run = models.ForeignKey("agentops.Run", on_delete=models.CASCADE, related_name="spans")
+    trace_id = models.CharField(max_length=32)
+    span_id = models.CharField(max_length=16, unique=True)
+    parent_span_id = models.CharField(max_length=16, blank=True)
+    step = models.PositiveIntegerField(default=0, help_text="The run's step this span belongs to")
+    kind = models.CharField(max_length=12, choices=Kind)
+    name = models.CharField(max_length=100)
+    status = models.CharField(max_length=8, choices=Status, default=Status.STARTED)
+    error_class = models.CharField(max_length=12, choices=ErrorClass, blank=True, default="")
+    error_message = models.TextField(blank=True)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    model = models.CharField(max_length=100, blank=True)
+    input = models.JSONField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        indexes = [
+            # The run page: a run's spans in order.
+            models.Index(fields=["run", "started_at"], name="span_run_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name} ({self.status})"
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds() * 1000
