@@ -45,3 +45,24 @@ def staff_viewer(django_user_model):
 @pytest.fixture
 def admin_user(django_user_model):
     return _user(django_user_model, "admin", superuser=True)
+
+
+@pytest.fixture(autouse=True)
+def enqueued_runs(request, monkeypatch):
+    """Run ids that would have been enqueued (after commit), instead of reaching a broker.
+
+    Tests marked `worker` run a real Celery worker and enqueue for real.
+    """
+    calls: list[int] = []
+    if request.node.get_closest_marker("worker"):
+        yield calls
+        return
+    from django.db import transaction
+
+    from agentops import services
+
+    def capture(*, run_id: int) -> None:
+        transaction.on_commit(lambda: calls.append(run_id))
+
+    monkeypatch.setattr(services, "run_enqueue_on_commit", capture)
+    yield calls
