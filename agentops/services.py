@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from agentops.models import Run, Ticket
+from agentops.models import ApiToken, Run, Ticket
 
 
 @dataclass(frozen=True)
@@ -72,3 +74,33 @@ def run_enqueue_on_commit(*, run_id: int) -> None:
     from agentops.tasks import advance_run
 
     transaction.on_commit(lambda: advance_run.delay(run_id))
+
+
+API_TOKEN_PREFIX = "aot_"  # noqa: S105 - a label, not a secret
+# last_used_at is for people ("is this token still in use?"), not an audit log:
+# minute precision spares the database a write on every API request.
+API_TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def api_token_create(*, name: str) -> tuple[ApiToken, str]:
+    """A new API token and its raw value, which is shown once and never stored."""
+    name = name.strip()
+    max_length = ApiToken._meta.get_field("name").max_length
+    if not name or len(name) > max_length:
+        raise ValueError(f"A token name is 1 to {max_length} characters, got {len(name)}.")
+    raw = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        name=name,
+        token_hash=ApiToken.hash(raw),
+        prefix=raw[: ApiToken._meta.get_field("prefix").max_length],
+    )
+    return token, raw
+
+
+def api_token_touch(*, token: ApiToken) -> None:
+    """Record that the token was used, at most once per API_TOKEN_TOUCH_INTERVAL."""
+    now = timezone.now()
+    if token.last_used_at is not None and now - token.last_used_at < API_TOKEN_TOUCH_INTERVAL:
+        return
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    token.last_used_at = now
