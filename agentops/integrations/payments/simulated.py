@@ -1,0 +1,284 @@
+"""The simulated payment provider: the embedded default gateway.
+
+It plays the provider's part, not the client's: it keeps its own refund records
+(agentops.simgateway), commits them in its own transactions, deduplicates on
+idempotency keys the way Stripe does, rejects what a real provider would reject,
+and fails on demand so the demo and the tests can show the seed incident (a
+timeout that arrives after the refund was committed) and that nothing is paid twice.
+
+Faults, read from settings at every call so tests can change them:
+
+- GATEWAY_LATENCY_MS: added latency per refund call.
+- GATEWAY_SERVER_ERROR: probability of a 500 before anything is committed.
+- GATEWAY_RATE_LIMIT: probability of a 429 (Retry-After 0.05 s) before anything is committed.
+- GATEWAY_TIMEOUT_AFTER_COMMIT: probability that a call which committed a new
+  refund answers with a timeout instead of the refund.
+- GATEWAY_FAULT_SEED (optional): seeds the random draws, for reproducible runs.
+
+ScriptedFault rows inject a given fault for one payment, `remaining` more times,
+whatever the probabilities say.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import secrets
+import threading
+import time
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+
+from agentops.integrations.errors import (
+    IdempotencyConflict,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from agentops.integrations.payments import GatewayRefund
+from agentops.shop.models import Order
+from agentops.simgateway.models import ProviderRefund, ScriptedFault
+
+PROVIDER = "simulated"
+RATE_LIMIT_RETRY_AFTER = 0.05
+
+_UNSEEDED = object()
+_rng = random.Random()
+_rng_seed: object = _UNSEEDED
+_rng_lock = threading.Lock()
+
+
+def reset_fault_rng() -> None:
+    """Start the random fault sequence again from GATEWAY_FAULT_SEED (tests, demos)."""
+    global _rng_seed
+    with _rng_lock:
+        _rng_seed = _UNSEEDED
+
+
+def _draw(probability: float) -> bool:
+    """True with the given probability, from the (optionally seeded) fault sequence."""
+    global _rng_seed
+    if probability <= 0:
+        return False  # no draw, so a seeded sequence is not shifted by disabled faults
+    with _rng_lock:
+        seed = getattr(settings, "GATEWAY_FAULT_SEED", None)
+        if _rng_seed is _UNSEEDED or seed != _rng_seed:
+            _rng.seed(seed)
+            _rng_seed = seed
+        return _rng.random() < probability
+
+
+def request_hash(*, payment_ref: str, amount_cents: int, currency: str) -> str:
+    """What makes two requests with one idempotency key "the same request"."""
+    canonical = json.dumps(
+        {"payment_ref": payment_ref, "amount_cents": amount_cents, "currency": currency},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _as_gateway_refund(row: ProviderRefund) -> GatewayRefund:
+    return GatewayRefund(
+        refund_id=row.refund_id,
+        payment_ref=row.payment_ref,
+        amount_cents=row.amount_cents,
+        currency=row.currency,
+        idempotency_key=row.idempotency_key,
+        metadata=dict(row.metadata),
+    )
+
+
+def _take_scripted_fault(payment_ref: str, kinds: list[str]) -> str | None:
+    """Consume one scripted fault of these kinds for the payment, if one is left.
+
+    The decrement is a conditional UPDATE, so two concurrent calls never both
+    consume the last one.
+    """
+    candidates = ScriptedFault.objects.filter(
+        payment_ref=payment_ref, kind__in=kinds, remaining__gt=0
+    ).order_by("pk")
+    for fault in candidates:
+        taken = ScriptedFault.objects.filter(pk=fault.pk, remaining__gt=0).update(
+            remaining=F("remaining") - 1
+        )
+        if taken:
+            return fault.kind
+    return None
+
+
+class SimulatedGateway:
+    name = PROVIDER
+
+    def refund(
+        self,
+        *,
+        payment_ref: str,
+        amount_cents: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: dict,
+    ) -> GatewayRefund:
+        latency_ms = getattr(settings, "GATEWAY_LATENCY_MS", 0)
+        if latency_ms > 0:
+            time.sleep(latency_ms / 1000)
+
+        # Infrastructure faults happen before the provider looks at the request:
+        # nothing is committed, and replays are not spared.
+        self._fail_before_commit(payment_ref)
+
+        currency = currency.upper()
+        digest = request_hash(payment_ref=payment_ref, amount_cents=amount_cents, currency=currency)
+        try:
+            refund, created, timeout_scripted = self._create(
+                payment_ref=payment_ref,
+                amount_cents=amount_cents,
+                currency=currency,
+                idempotency_key=idempotency_key,
+                digest=digest,
+                metadata=metadata,
+            )
+        except IntegrityError:
+            # A concurrent request with the same key committed first; answer as
+            # the provider would answer a replay of it.
+            existing = ProviderRefund.objects.filter(idempotency_key=idempotency_key).first()
+            if existing is None:
+                raise
+            return self._replay(existing, digest)
+
+        # Only a call that committed a new refund can lose its answer this way; a
+        # replay commits nothing, so retrying with the same key is the way out.
+        if created and (
+            timeout_scripted or _draw(getattr(settings, "GATEWAY_TIMEOUT_AFTER_COMMIT", 0.0))
+        ):
+            # The seed incident: the refund is committed, the answer is lost.
+            raise ProviderTimeout(
+                f"timed out waiting for refund of {payment_ref}",
+                provider=PROVIDER,
+                may_have_committed=True,
+            )
+        return refund
+
+    def find_refund(self, *, payment_ref: str, idempotency_key: str) -> GatewayRefund | None:
+        row = ProviderRefund.objects.filter(
+            payment_ref=payment_ref, idempotency_key=idempotency_key
+        ).first()
+        return _as_gateway_refund(row) if row else None
+
+    def list_refunds(self, *, payment_ref: str | None = None) -> list[GatewayRefund]:
+        rows = ProviderRefund.objects.order_by("created_at", "pk")
+        if payment_ref is not None:
+            rows = rows.filter(payment_ref=payment_ref)
+        return [_as_gateway_refund(row) for row in rows]
+
+    # --- internals ----------------------------------------------------------
+
+    def _fail_before_commit(self, payment_ref: str) -> None:
+        kind = _take_scripted_fault(
+            payment_ref, [ScriptedFault.Kind.SERVER_ERROR, ScriptedFault.Kind.RATE_LIMIT]
+        )
+        if kind == ScriptedFault.Kind.SERVER_ERROR or _draw(
+            getattr(settings, "GATEWAY_SERVER_ERROR", 0.0)
+        ):
+            raise ProviderUnavailable(
+                "500 internal server error", provider=PROVIDER, status_code=500
+            )
+        if kind == ScriptedFault.Kind.RATE_LIMIT or _draw(
+            getattr(settings, "GATEWAY_RATE_LIMIT", 0.0)
+        ):
+            raise RateLimited(
+                "429 too many requests", provider=PROVIDER, retry_after=RATE_LIMIT_RETRY_AFTER
+            )
+
+    def _replay(self, existing: ProviderRefund, digest: str) -> GatewayRefund:
+        if existing.request_hash != digest:
+            raise IdempotencyConflict(
+                f"idempotency key {existing.idempotency_key!r} was used for another request "
+                f"({existing.amount_cents} {existing.currency} on {existing.payment_ref})",
+                provider=PROVIDER,
+            )
+        return _as_gateway_refund(existing)
+
+    def _create(
+        self,
+        *,
+        payment_ref: str,
+        amount_cents: int,
+        currency: str,
+        idempotency_key: str,
+        digest: str,
+        metadata: dict,
+    ) -> tuple[GatewayRefund, bool, bool]:
+        """Answer a replay, or validate and commit one refund.
+
+        Returns (refund, created, whether a scripted timeout_after_commit fired).
+        """
+        with transaction.atomic():
+            # Lock the charge so two refunds on one payment cannot both pass the
+            # "left to refund" check (SQLite serialises writers on its own).
+            charge = (
+                Order.objects.select_for_update()
+                .filter(payment_ref=payment_ref)
+                .order_by("pk")
+                .first()
+            )
+            existing = ProviderRefund.objects.filter(idempotency_key=idempotency_key).first()
+            if existing is not None:
+                return self._replay(existing, digest), False, False
+
+            if amount_cents <= 0:
+                raise ProviderRejected(
+                    f"amount must be a positive integer, got {amount_cents}",
+                    provider=PROVIDER,
+                    code="invalid_amount",
+                )
+            if charge is None:
+                raise ProviderRejected(
+                    f"no such payment: {payment_ref!r}", provider=PROVIDER, code="resource_missing"
+                )
+            if charge.currency.upper() != currency:
+                raise ProviderRejected(
+                    f"payment {payment_ref} is in {charge.currency}, not {currency}",
+                    provider=PROVIDER,
+                    code="currency_mismatch",
+                )
+            refunded = (
+                ProviderRefund.objects.filter(payment_ref=payment_ref).aggregate(
+                    total=Sum("amount_cents")
+                )["total"]
+                or 0
+            )
+            left = charge.total_cents - refunded
+            if left <= 0:
+                raise ProviderRejected(
+                    f"payment {payment_ref} has already been refunded in full",
+                    provider=PROVIDER,
+                    code="charge_already_refunded",
+                )
+            if amount_cents > left:
+                raise ProviderRejected(
+                    f"refund of {amount_cents} is greater than the {left} left to refund "
+                    f"on {payment_ref}",
+                    provider=PROVIDER,
+                    code="amount_too_large",
+                )
+
+            row = ProviderRefund.objects.create(
+                refund_id=f"re_{secrets.token_hex(12)}",
+                payment_ref=payment_ref,
+                amount_cents=amount_cents,
+                currency=currency,
+                idempotency_key=idempotency_key,
+                request_hash=digest,
+                metadata=metadata,
+            )
+            # Consumed in the same transaction as the refund it applies to.
+            timeout_scripted = (
+                _take_scripted_fault(payment_ref, [ScriptedFault.Kind.TIMEOUT_AFTER_COMMIT])
+                is not None
+            )
+        return _as_gateway_refund(row), True, timeout_scripted

@@ -1,0 +1,335 @@
+"""The simulated payment provider: idempotency, business rules, injected faults."""
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+
+from agentops.integrations.errors import (
+    IdempotencyConflict,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from agentops.integrations.payments import get_payment_gateway
+from agentops.integrations.payments.simulated import SimulatedGateway
+from agentops.shop.models import Customer, Order
+from agentops.simgateway.models import ProviderRefund, ScriptedFault
+
+PAYMENT = "pi_3PaaaaaaaaaaaaaaaaaaaaaA"
+
+
+@pytest.fixture(autouse=True)
+def no_faults(settings):
+    settings.GATEWAY_LATENCY_MS = 0
+    settings.GATEWAY_SERVER_ERROR = 0.0
+    settings.GATEWAY_RATE_LIMIT = 0.0
+    settings.GATEWAY_TIMEOUT_AFTER_COMMIT = 0.0
+
+
+@pytest.fixture
+def charge(db):
+    """A 75.00 USD order, i.e. a payment of 7500 the provider knows."""
+    customer = Customer.objects.create(email="ada@example.com", name="Ada")
+    return Order.objects.create(
+        order_id="ORD-10001",
+        customer=customer,
+        total_cents=7500,
+        currency="USD",
+        status=Order.Status.DELIVERED,
+        placed_at=datetime(2026, 1, 5, tzinfo=UTC),
+        delivered_at=datetime(2026, 1, 8, tzinfo=UTC),
+        tracking_number="1Z999AA10000000001",
+        payment_ref=PAYMENT,
+    )
+
+
+def refund(amount_cents=2500, *, key="key-1", currency="USD", payment_ref=PAYMENT):
+    return SimulatedGateway().refund(
+        payment_ref=payment_ref,
+        amount_cents=amount_cents,
+        currency=currency,
+        idempotency_key=key,
+        metadata={"ticket": "t-1"},
+    )
+
+
+def test_it_is_the_default_gateway(settings):
+    settings.PAYMENTS_BACKEND = "simulated"
+    assert get_payment_gateway().name == "simulated"
+
+
+def test_it_stores_a_refund_in_its_own_records(charge):
+    result = refund(2500)
+
+    row = ProviderRefund.objects.get()
+    assert result.refund_id == row.refund_id
+    assert result.refund_id.startswith("re_")
+    assert (row.payment_ref, row.amount_cents, row.currency) == (PAYMENT, 2500, "USD")
+    assert row.idempotency_key == "key-1"
+    assert row.metadata == {"ticket": "t-1"}
+
+
+def test_it_returns_the_same_refund_for_the_same_key_and_request(charge):
+    first = refund(2500, key="key-1")
+    second = refund(2500, key="key-1")
+
+    assert second == first
+    assert ProviderRefund.objects.count() == 1
+
+
+def test_it_treats_the_currency_case_as_the_same_request(charge):
+    first = refund(2500, currency="USD")
+    assert refund(2500, currency="usd") == first
+
+
+def test_it_refuses_the_same_key_with_another_amount(charge):
+    refund(2500, key="key-1")
+
+    with pytest.raises(IdempotencyConflict) as caught:
+        refund(3000, key="key-1")
+
+    assert caught.value.code == "idempotency_key_reused"
+    assert ProviderRefund.objects.count() == 1
+
+
+def test_it_answers_a_replay_even_after_the_payment_is_fully_refunded(charge):
+    first = refund(7500, key="key-1")
+    assert refund(7500, key="key-1") == first
+
+
+def test_it_makes_two_refunds_for_two_keys(charge):
+    refund(2500, key="key-1")
+    refund(2500, key="key-2")
+    assert ProviderRefund.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code"),
+    [
+        ({"payment_ref": "pi_unknown"}, "resource_missing"),
+        ({"currency": "EUR"}, "currency_mismatch"),
+        ({"amount_cents": 7501}, "amount_too_large"),
+        ({"amount_cents": 0}, "invalid_amount"),
+        ({"amount_cents": -100}, "invalid_amount"),
+    ],
+)
+def test_it_rejects_what_a_provider_would_reject(charge, kwargs, code):
+    with pytest.raises(ProviderRejected) as caught:
+        refund(**kwargs)
+
+    assert caught.value.code == code
+    assert not ProviderRefund.objects.exists()
+
+
+def test_it_rejects_a_refund_of_more_than_is_left(charge):
+    refund(5000, key="key-1")
+
+    with pytest.raises(ProviderRejected) as caught:
+        refund(2600, key="key-2")
+
+    assert caught.value.code == "amount_too_large"
+    refund(2500, key="key-3")  # exactly what is left is fine
+    assert ProviderRefund.objects.count() == 2
+
+
+def test_it_rejects_a_refund_on_a_payment_refunded_in_full(charge):
+    refund(7500, key="key-1")
+
+    with pytest.raises(ProviderRejected) as caught:
+        refund(100, key="key-2")
+
+    assert caught.value.code == "charge_already_refunded"
+
+
+def test_it_does_not_keep_a_key_whose_request_was_rejected(charge):
+    with pytest.raises(ProviderRejected):
+        refund(9999, key="key-1")
+
+    assert refund(2500, key="key-1").amount_cents == 2500
+
+
+def test_a_timeout_after_commit_leaves_one_refund_that_a_retry_returns(charge, settings):
+    settings.GATEWAY_TIMEOUT_AFTER_COMMIT = 1.0
+
+    with pytest.raises(ProviderTimeout) as caught:
+        refund(2500, key="key-1")
+
+    assert caught.value.may_have_committed
+    committed = ProviderRefund.objects.get()
+    assert committed.amount_cents == 2500
+    retried = refund(2500, key="key-1")
+    assert retried.refund_id == committed.refund_id
+    assert ProviderRefund.objects.count() == 1
+    assert SimulatedGateway().find_refund(payment_ref=PAYMENT, idempotency_key="key-1") == retried
+
+
+@pytest.mark.parametrize(
+    ("setting", "error"),
+    [("GATEWAY_SERVER_ERROR", ProviderUnavailable), ("GATEWAY_RATE_LIMIT", RateLimited)],
+)
+def test_a_500_or_429_commits_nothing(charge, settings, setting, error):
+    setattr(settings, setting, 1.0)
+
+    with pytest.raises(error):
+        refund(2500, key="key-1")
+
+    assert not ProviderRefund.objects.exists()
+    setattr(settings, setting, 0.0)
+    assert refund(2500, key="key-1").amount_cents == 2500
+
+
+def test_a_500_says_its_status_and_a_429_when_to_retry(charge, settings):
+    settings.GATEWAY_SERVER_ERROR = 1.0
+    with pytest.raises(ProviderUnavailable) as server_error:
+        refund()
+    settings.GATEWAY_SERVER_ERROR = 0.0
+    settings.GATEWAY_RATE_LIMIT = 1.0
+    with pytest.raises(RateLimited) as rate_limited:
+        refund()
+
+    assert server_error.value.status_code == 500
+    assert rate_limited.value.retry_after == pytest.approx(0.05)
+
+
+def test_it_adds_the_configured_latency(charge, settings, monkeypatch):
+    slept = []
+    monkeypatch.setattr("agentops.integrations.payments.simulated.time.sleep", slept.append)
+    settings.GATEWAY_LATENCY_MS = 250
+
+    refund()
+
+    assert slept == [0.25]
+
+
+def test_a_seeded_fault_sequence_repeats(charge, settings):
+    from agentops.integrations.payments.simulated import _draw, reset_fault_rng
+
+    settings.GATEWAY_FAULT_SEED = 7
+    reset_fault_rng()
+    first = [_draw(0.5) for _ in range(20)]
+    reset_fault_rng()
+    second = [_draw(0.5) for _ in range(20)]
+
+    assert first == second
+    assert True in first and False in first
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        (ScriptedFault.Kind.SERVER_ERROR, ProviderUnavailable),
+        (ScriptedFault.Kind.RATE_LIMIT, RateLimited),
+    ],
+)
+def test_a_scripted_fault_fires_remaining_times_then_stops(charge, kind, error):
+    fault = ScriptedFault.objects.create(payment_ref=PAYMENT, kind=kind, remaining=2)
+
+    for _ in range(2):
+        with pytest.raises(error):
+            refund(key="key-1")
+
+    fault.refresh_from_db()
+    assert fault.remaining == 0
+    assert not ProviderRefund.objects.exists()
+    assert refund(key="key-1").amount_cents == 2500
+
+
+def test_a_scripted_timeout_after_commit_fires_once_on_the_commit(charge):
+    fault = ScriptedFault.objects.create(
+        payment_ref=PAYMENT, kind=ScriptedFault.Kind.TIMEOUT_AFTER_COMMIT, remaining=1
+    )
+
+    with pytest.raises(ProviderTimeout):
+        refund(2500, key="key-1")
+    fault.refresh_from_db()
+    assert fault.remaining == 0
+    assert refund(2500, key="key-1").refund_id == ProviderRefund.objects.get().refund_id
+
+
+def test_a_scripted_timeout_is_not_spent_on_a_rejected_request(charge):
+    fault = ScriptedFault.objects.create(
+        payment_ref=PAYMENT, kind=ScriptedFault.Kind.TIMEOUT_AFTER_COMMIT, remaining=1
+    )
+
+    with pytest.raises(ProviderRejected):
+        refund(99999)
+
+    fault.refresh_from_db()
+    assert fault.remaining == 1
+
+
+def test_a_scripted_fault_only_touches_its_own_payment(charge):
+    ScriptedFault.objects.create(
+        payment_ref="pi_someone_else", kind=ScriptedFault.Kind.SERVER_ERROR, remaining=1
+    )
+    assert refund().amount_cents == 2500
+
+
+def test_it_finds_and_lists_refunds(charge):
+    made = refund(2500, key="key-1")
+    refund(1000, key="key-2")
+
+    gateway = SimulatedGateway()
+    assert gateway.find_refund(payment_ref=PAYMENT, idempotency_key="key-1") == made
+    assert gateway.find_refund(payment_ref=PAYMENT, idempotency_key="key-9") is None
+    assert gateway.find_refund(payment_ref="pi_other", idempotency_key="key-1") is None
+    assert [r.amount_cents for r in gateway.list_refunds(payment_ref=PAYMENT)] == [2500, 1000]
+    assert gateway.list_refunds(payment_ref="pi_other") == []
+    assert len(gateway.list_refunds()) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_calls_with_one_new_key_make_one_refund(charge):
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises writers; real concurrency is tested on PostgreSQL")
+    barrier = threading.Barrier(8)
+    results, errors = [], []
+
+    def call():
+        try:
+            barrier.wait()
+            results.append(refund(2500, key="same-key"))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert len({r.refund_id for r in results}) == 1
+    assert ProviderRefund.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_refunds_with_different_keys_never_exceed_the_charge(charge):
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises writers; real concurrency is tested on PostgreSQL")
+    barrier = threading.Barrier(6)
+    made, rejected = [], []
+
+    def call(i):
+        try:
+            barrier.wait()
+            made.append(refund(2500, key=f"key-{i}"))
+        except ProviderRejected as exc:
+            rejected.append(exc.code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(made) == 3
+    assert rejected == ["charge_already_refunded"] * 3
+    assert sum(r.amount_cents for r in ProviderRefund.objects.all()) == 7500
