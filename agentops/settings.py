@@ -34,7 +34,9 @@ def _positive(value: float, name: str) -> float:
 
 DEBUG = env.bool("DEBUG", default=False)
 # The embedded key is for the demo only; production sets SECRET_KEY.
-SECRET_KEY = env.str("SECRET_KEY", default="agentops-demo-only-insecure-key-change-me-in-production")
+SECRET_KEY = env.str(
+    "SECRET_KEY", default="agentops-demo-only-insecure-key-change-me-in-production"
+)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -154,7 +156,15 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Replies to customers go out through this mailer; the demo prints them to the console.
+MAILERS = {
+    "default": {
+        "BACKEND": env.str(
+            "EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
+        )
+    }
+}
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="support@agentops.local")
 
 LOGGING = {
     "version": 1,
@@ -194,8 +204,12 @@ ANTHROPIC_TIMEOUT_SECONDS = _positive(
     env.float("ANTHROPIC_TIMEOUT_SECONDS", default=60.0), "ANTHROPIC_TIMEOUT_SECONDS"
 )
 # With no API key the offline model runs the agent: deterministic, no network.
-AGENT_MODEL = env.str("AGENT_MODEL", default="claude-sonnet-4-5" if ANTHROPIC_API_KEY else "offline")
-TRIAGE_MODEL = env.str("TRIAGE_MODEL", default="claude-haiku-4-5" if ANTHROPIC_API_KEY else "offline")
+AGENT_MODEL = env.str(
+    "AGENT_MODEL", default="claude-sonnet-4-5" if ANTHROPIC_API_KEY else "offline"
+)
+TRIAGE_MODEL = env.str(
+    "TRIAGE_MODEL", default="claude-haiku-4-5" if ANTHROPIC_API_KEY else "offline"
+)
 OFFLINE_MODEL_LATENCY_MS = env.int("OFFLINE_MODEL_LATENCY_MS", default=0)
 
 RUN_MAX_STEPS = env.int("RUN_MAX_STEPS", default=12)

@@ -23,7 +23,9 @@ class RiskPolicy(models.Model):
         verbose_name_plural = "risk policies"
         ordering = ["tool", "currency"]
         constraints = [
-            models.UniqueConstraint(fields=["tool", "currency"], name="one_policy_per_tool_currency"),
+            models.UniqueConstraint(
+                fields=["tool", "currency"], name="one_policy_per_tool_currency"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -40,7 +42,9 @@ class PendingAction(models.Model):
         EXPIRED = "expired"
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    run = models.ForeignKey("agentops.Run", on_delete=models.PROTECT, related_name="pending_actions")
+    run = models.ForeignKey(
+        "agentops.Run", on_delete=models.PROTECT, related_name="pending_actions"
+    )
     tool_use_id = models.CharField(max_length=100)
     tool = models.CharField(max_length=64)
     # Bound to exactly these validated arguments: another proposal is another action.

@@ -35,11 +35,13 @@ def _decide(*, action: PendingAction, actor, status: str, reason: str) -> Pendin
         raise PermissionDenied("You may not decide pending actions.")
     now = timezone.now()
     with transaction.atomic():
-        won = PendingAction.objects.filter(pk=action.pk, status=PendingAction.Status.PENDING).update(
-            status=status, decided_by=actor, decided_at=now, reason=reason.strip()
-        )
+        won = PendingAction.objects.filter(
+            pk=action.pk, status=PendingAction.Status.PENDING
+        ).update(status=status, decided_by=actor, decided_at=now, reason=reason.strip())
         if not won:
-            raise ActionAlreadyDecided(PendingAction.objects.select_related("decided_by").get(pk=action.pk))
+            raise ActionAlreadyDecided(
+                PendingAction.objects.select_related("decided_by").get(pk=action.pk)
+            )
         # The parked run becomes runnable again; the worker applies the decision.
         Run.objects.filter(pk=action.run_id, status=Run.Status.AWAITING_APPROVAL).update(
             status=Run.Status.QUEUED, updated_at=now

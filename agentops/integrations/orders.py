@@ -65,7 +65,9 @@ class OrderDirectory(Protocol):
 
     def for_customer(self, email: str) -> list[OrderInfo]: ...
 
-    def record_refund(self, *, order_id: str, amount_cents: int, reference: str, reason: str) -> None:
+    def record_refund(
+        self, *, order_id: str, amount_cents: int, reference: str, reason: str
+    ) -> None:
         """Note a refund the payment provider made. Idempotent on `reference`."""
         ...
 

@@ -1,0 +1,79 @@
+"""The effect ledger: every side effect is written before the call and completed after.
+
+A key is derived from the ticket and the action. The same key is sent to the
+provider. A key that already succeeded returns the stored result without any
+call; a key whose outcome is unknown is resolved by asking the provider or
+retrying with the same key, never by calling again with a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from agentops.models import Effect
+from agentops.runtime.errors import IdempotencyMismatch
+from agentops.runtime.tools import canonical_json
+
+
+def request_hash(request: dict) -> str:
+    return hashlib.sha256(canonical_json(request).encode()).hexdigest()
+
+
+def effect_begin(*, key: str, run, tool: str, request: dict) -> tuple[Effect, bool]:
+    """Return the ledger row for `key`, creating it (status started) if new.
+
+    Call inside the transaction that also records the tool span. Raises
+    IdempotencyMismatch when the key exists with another request.
+    """
+    digest = request_hash(request)
+    effect = Effect.objects.filter(idempotency_key=key).first()
+    created = False
+    if effect is None:
+        try:
+            with transaction.atomic():
+                effect = Effect.objects.create(
+                    idempotency_key=key,
+                    ticket_id=run.ticket_id,
+                    run=run,
+                    tool=tool,
+                    request=request,
+                    request_hash=digest,
+                )
+                created = True
+        except IntegrityError:
+            effect = Effect.objects.get(idempotency_key=key)
+    if effect.request_hash != digest:
+        raise IdempotencyMismatch(key)
+    return effect, created
+
+
+def effect_attempted(effect: Effect) -> None:
+    """Count an attempt against the provider (before the call)."""
+    Effect.objects.filter(pk=effect.pk).update(attempts=effect.attempts + 1)
+    effect.attempts += 1
+
+
+def effect_complete(
+    effect: Effect,
+    *,
+    status: str,
+    result: dict | None = None,
+    error: dict | None = None,
+    provider_ref: str = "",
+) -> None:
+    """Record the outcome. A succeeded effect is final and is never overwritten."""
+    now = timezone.now()
+    fields = {
+        "status": status,
+        "result": result,
+        "error": error,
+        "provider_ref": provider_ref,
+        "completed_at": now if status != Effect.Status.UNKNOWN else None,
+        "updated_at": now,
+    }
+    Effect.objects.filter(pk=effect.pk).exclude(status=Effect.Status.SUCCEEDED).update(**fields)
+    for name, value in fields.items():
+        setattr(effect, name, value)

@@ -1,0 +1,892 @@
+"""The agent loop: advance one run, step by step, durably.
+
+A bounded loop (Anthropic SDK tool runner shape): call the model; no tool_use
+means finish; otherwise answer each tool call with a tool_result. Every step is
+saved with its span in one transaction, fenced by the run's lease, so a worker
+that dies is replaced by another that resumes at the first unfinished step
+without repeating a paid model call or a side effect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from pydantic import ValidationError
+
+from agentops.integrations.llm import ModelResponse, get_model_client
+from agentops.models import Effect, Run
+from agentops.runtime import grounding, ledger
+from agentops.runtime.errors import (
+    POLICY,
+    TERMINAL,
+    TRANSIENT,
+    VALIDATION,
+    Classification,
+    ToolError,
+    classify,
+)
+from agentops.runtime.pricing import model_cost
+from agentops.runtime.prompts import SYSTEM_PROMPT, ticket_message
+from agentops.runtime.retry import backoff_delay, max_attempts
+from agentops.runtime.tools import TOOLS, Resolved, Tool, ToolContext, tool_definitions
+from agentops.runtime.triage import triage_ticket
+from approvals.models import PendingAction
+from approvals.policy import APPROVAL, BLOCK, policy_evaluate
+from traces.models import Span
+from traces.services import span_build, span_finish
+
+logger = logging.getLogger(__name__)
+
+MAX_TOKENS = 1024
+DECIDE_PERMISSION = "approvals.decide_pendingaction"
+
+
+class LeaseLost(Exception):
+    """Another worker holds the run now; stop without writing anything more."""
+
+
+@dataclass
+class CallFailed(Exception):
+    exc: BaseException
+    classification: Classification
+    attempts: int
+
+    def __str__(self) -> str:
+        return f"{self.classification.error_class}: {self.exc} (after {self.attempts} attempts)"
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_advance(*, run_id: int, worker: str | None = None) -> str:
+    """Claim the run and advance it until it finishes, parks or is lost. Returns its status."""
+    worker = worker or worker_name()
+    run = _claim(run_id=run_id, worker=worker)
+    if run is None:
+        return "not_claimed"
+    return Runner(run, worker).go()
+
+
+def _claim(*, run_id: int, worker: str) -> Run | None:
+    """One conditional UPDATE: queued, or running with an expired lease. Zero rows: not ours."""
+    now = timezone.now()
+    claimed = (
+        Run.objects.filter(pk=run_id)
+        .filter(
+            Q(status=Run.Status.QUEUED)
+            | Q(status=Run.Status.RUNNING, lease_expires_at__lt=now)
+            | Q(status=Run.Status.RUNNING, lease_expires_at__isnull=True)
+        )
+        .update(
+            status=Run.Status.RUNNING,
+            lease_owner=worker,
+            lease_expires_at=now + timedelta(seconds=settings.RUN_LEASE_SECONDS),
+            updated_at=now,
+        )
+    )
+    if not claimed:
+        return None
+    run = Run.objects.select_related("ticket").get(pk=run_id)
+    if run.started_at is None:
+        Run.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=now)
+        run.started_at = now
+    return run
+
+
+class Runner:
+    def __init__(self, run: Run, worker: str) -> None:
+        self.run = run
+        self.worker = worker
+        self.ticket = run.ticket
+        self._ctx: ToolContext | None = None
+
+    @property
+    def ctx(self) -> ToolContext:
+        if self._ctx is None:
+            self._ctx = ToolContext.for_run(self.run)
+        return self._ctx
+
+    @property
+    def root_span_id(self) -> str:
+        return self.run.trace_id[:16]
+
+    # --- the loop --------------------------------------------------------------
+
+    def go(self) -> str:
+        # Hard bound: every model call is a step, and each step has at most a few tool calls.
+        for _ in range(settings.RUN_MAX_STEPS * 8 + 4):
+            try:
+                outcome = self.step()
+            except LeaseLost:
+                logger.warning("run %s: lease lost, stopping", self.run.code)
+                return "lease_lost"
+            except Exception as exc:
+                from celery.exceptions import SoftTimeLimitExceeded
+
+                if isinstance(exc, SoftTimeLimitExceeded):
+                    self._release_lease()
+                    raise
+                logger.exception("run %s failed", self.run.code)
+                self._end(Run.Status.FAILED, f"Unexpected error: {type(exc).__name__}: {exc}")
+                return Run.Status.FAILED
+            if outcome is not None:
+                return outcome
+        self._end(Run.Status.ESCALATED, "The run did not finish within its step bound.")
+        return Run.Status.ESCALATED
+
+    def step(self) -> str | None:
+        messages = self.run.messages
+        if not messages:
+            self.begin()
+            return None
+        last = messages[-1]
+        if last["role"] == "assistant":
+            tool_uses = [b for b in last["content"] if b.get("type") == "tool_use"]
+            if not tool_uses:
+                return self.finish()
+            answered = {r["tool_use_id"] for r in self.run.tool_results}
+            for tool_use in tool_uses:
+                if tool_use.get("id") not in answered:
+                    return self.handle_tool_use(tool_use, last)
+        return self.model_step()
+
+    # --- steps -------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Triage the ticket, route it, and open the conversation."""
+        decision = triage_ticket(self.ticket)
+        root = span_build(
+            run=self.run,
+            kind=Span.Kind.RUN,
+            name="run",
+            step=0,
+            input={"ticket": str(self.ticket.code), "subject": self.ticket.subject},
+        )
+        root.span_id = self.root_span_id
+        triage = span_build(
+            run=self.run,
+            kind=Span.Kind.TRIAGE,
+            name="triage",
+            step=0,
+            model=decision.model,
+            input={"subject": self.ticket.subject, "body": self.ticket.body},
+            parent_span_id=root.span_id,
+        )
+        span_finish(triage, output=decision.as_dict(), attributes={"route": decision.route_model})
+        messages = [{"role": "user", "content": ticket_message(self.ticket)}]
+        with transaction.atomic():
+            self._save(messages=messages, triage=decision.as_dict(), model=decision.route_model)
+            Span.objects.bulk_create([root, triage])
+
+    def model_step(self) -> str | None:
+        run = self.run
+        if run.model_calls >= settings.RUN_MAX_STEPS:
+            return self._end(
+                Run.Status.ESCALATED,
+                f"Step limit reached: {run.model_calls} model calls without finishing.",
+            )
+        conversation = list(run.messages)
+        if run.tool_results:
+            conversation.append({"role": "user", "content": list(run.tool_results)})
+        model = run.model or settings.AGENT_MODEL
+        client = get_model_client(model)
+        step = run.model_calls + 1
+
+        def call() -> ModelResponse:
+            return client.create(
+                model=model,
+                system=SYSTEM_PROMPT,
+                messages=conversation,
+                tools=tool_definitions(),
+                max_tokens=MAX_TOKENS,
+            )
+
+        try:
+            response, span = self._attempts(
+                kind=Span.Kind.MODEL,
+                name="messages.create",
+                step=step,
+                model=model,
+                span_input={"messages": conversation[-2:] if step > 1 else conversation},
+                call=call,
+            )
+        except CallFailed as failed:
+            if failed.classification.transient:
+                return self._end(Run.Status.ESCALATED, f"The model was unavailable: {failed}")
+            return self._end(Run.Status.FAILED, f"The model request was rejected: {failed}")
+
+        usage = response.usage or {}
+        input_tokens = int(usage.get("input_tokens", 0))
+        output_tokens = int(usage.get("output_tokens", 0))
+        cost = model_cost(model, usage)
+        assistant = {"role": "assistant", "content": _clean_blocks(response.content)}
+        span_finish(
+            span,
+            output={"content": assistant["content"], "stop_reason": response.stop_reason},
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+            attributes={"stop_reason": response.stop_reason, "response_id": response.id},
+        )
+        with transaction.atomic():
+            self._save(
+                messages=conversation + [assistant],
+                tool_results=[],
+                model_calls=run.model_calls + 1,
+                step_count=run.step_count + 1,
+                input_tokens=run.input_tokens + input_tokens,
+                output_tokens=run.output_tokens + output_tokens,
+                cost=run.cost + cost,
+            )
+            span.save()
+        return None
+
+    def handle_tool_use(self, tool_use: dict, assistant: dict) -> str | None:
+        step = self.run.model_calls
+        name = str(tool_use.get("name", ""))
+        raw_input = tool_use.get("input")
+        validate = span_build(
+            run=self.run,
+            kind=Span.Kind.VALIDATE,
+            name=name or "(no name)",
+            step=step,
+            input={"tool_use_id": tool_use.get("id"), "input": raw_input},
+            parent_span_id=self.root_span_id,
+            attributes={"tool": name},
+        )
+        tool = TOOLS.get(name)
+        try:
+            if tool is None:
+                raise ToolError(
+                    f"Unknown tool '{name}'. Available tools: {', '.join(TOOLS)}.",
+                    code="unknown_tool",
+                )
+            if not isinstance(raw_input, dict):
+                raise ToolError(
+                    f"The input of {name} must be a JSON object, got {type(raw_input).__name__}.",
+                    code="input_not_object",
+                )
+            args = tool.schema.model_validate(raw_input)
+            resolved = tool.resolve(args, self.ctx)
+        except ValidationError as exc:
+            errors = _validation_messages(exc)
+            span_finish(
+                validate,
+                output={"errors": errors},
+                error_class=VALIDATION,
+                error_message="; ".join(errors),
+            )
+            return self._answer(
+                tool_use,
+                {"error": "invalid arguments", "details": errors},
+                is_error=True,
+                spans=[validate],
+            )
+        except ToolError as exc:
+            span_finish(
+                validate,
+                output={"code": exc.code},
+                error_class=exc.error_class,
+                error_message=exc.message,
+            )
+            return self._answer(
+                tool_use,
+                {"error": exc.code, "message": exc.message},
+                is_error=True,
+                spans=[validate],
+            )
+        span_finish(
+            validate,
+            output={"resolved": resolved.args, "notes": resolved.notes},
+            attributes={"resolved_from": raw_input.get("order_id")} if resolved.notes else None,
+        )
+
+        if tool.ends_run:
+            result = tool.execute(resolved, self.ctx, None)
+            return self._answer(
+                tool_use,
+                result,
+                is_error=False,
+                spans=[validate],
+                end=(Run.Status.ESCALATED, f"Escalated by the agent: {resolved.args['reason']}"),
+            )
+        if not tool.side_effect:
+            return self._run_read_tool(tool, tool_use, resolved, validate, step)
+        return self._run_side_effect(tool, tool_use, resolved, validate, step, assistant)
+
+    def finish(self) -> str:
+        """The model ended its turn: resolved only if a grounded reply went out."""
+        replied = Effect.objects.filter(
+            ticket_id=self.ticket.pk, tool="send_reply", status=Effect.Status.SUCCEEDED
+        ).exists()
+        if not replied:
+            return self._end(
+                Run.Status.ESCALATED, "The agent finished without sending the customer a reply."
+            )
+        return self._end(Run.Status.RESOLVED, "")
+
+    # --- tools ---------------------------------------------------------------------
+
+    def _run_read_tool(
+        self, tool: Tool, tool_use: dict, resolved: Resolved, validate: Span, step: int
+    ) -> None:
+        try:
+            result, span = self._attempts(
+                kind=Span.Kind.TOOL,
+                name=tool.name,
+                step=step,
+                span_input=resolved.args,
+                call=lambda: tool.execute(resolved, self.ctx, None),
+                open_first=False,
+            )
+        except CallFailed as failed:
+            return self._answer(
+                tool_use,
+                {
+                    "error": failed.classification.code,
+                    "message": f"{tool.name} is unavailable right now ({failed.exc}). "
+                    "Try later or escalate.",
+                },
+                is_error=True,
+                spans=[validate],
+            )
+        span_finish(span, output=result)
+        return self._answer(tool_use, result, is_error=False, spans=[validate, span])
+
+    def _run_side_effect(
+        self,
+        tool: Tool,
+        tool_use: dict,
+        resolved: Resolved,
+        validate: Span,
+        step: int,
+        assistant: dict,
+    ) -> str | None:
+        spans = [validate]
+        decision = policy_evaluate(
+            tool=tool.name, amount_cents=resolved.amount_cents, currency=resolved.currency
+        )
+        policy = span_build(
+            run=self.run,
+            kind=Span.Kind.POLICY,
+            name=tool.name,
+            step=step,
+            input=resolved.args,
+            parent_span_id=self.root_span_id,
+        )
+        tripped = [r.rule for r in decision.tripped]
+        span_finish(
+            policy,
+            output={"outcome": decision.outcome, "rules": decision.as_list()},
+            error_class=POLICY if decision.outcome == BLOCK else "",
+            error_message=", ".join(tripped) if decision.outcome == BLOCK else "",
+        )
+        spans.append(policy)
+        if decision.outcome == BLOCK:
+            return self._answer(
+                tool_use,
+                {"error": "blocked_by_policy", "rules": decision.as_list()},
+                is_error=True,
+                spans=spans,
+            )
+        if decision.outcome == APPROVAL:
+            verdict = self._approval(tool, tool_use, resolved, decision, spans, step, assistant)
+            if verdict is not None:
+                return verdict if verdict != "answered" else None
+
+        if tool.is_reply:
+            hold = grounding.reply_hold_reason(body=resolved.args["body"], ticket_id=self.ticket.pk)
+            if hold:
+                reply = span_build(
+                    run=self.run,
+                    kind=Span.Kind.REPLY,
+                    name="grounding",
+                    step=step,
+                    input=resolved.args,
+                    parent_span_id=self.root_span_id,
+                )
+                span_finish(reply, output={"held": True}, error_class=TERMINAL, error_message=hold)
+                spans.append(reply)
+                return self._end(
+                    Run.Status.ESCALATED,
+                    f"Reply held for review: {hold}",
+                    spans=spans,
+                    held_reply=resolved.args["body"],
+                )
+        return self._execute_once(tool, tool_use, resolved, spans, step)
+
+    def _approval(self, tool, tool_use, resolved, decision, spans, step, assistant) -> str | None:
+        """Returns None to go on and execute, "answered" if a result was given, or a run status."""
+        action = (
+            PendingAction.objects.filter(run=self.run, tool_use_id=tool_use["id"])
+            .select_related("decided_by")
+            .first()
+        )
+        span = span_build(
+            run=self.run,
+            kind=Span.Kind.APPROVAL,
+            name=tool.name,
+            step=step,
+            input=resolved.args,
+            parent_span_id=self.root_span_id,
+        )
+        if action is None:
+            reasoning = "\n".join(
+                b.get("text", "") for b in assistant["content"] if b.get("type") == "text"
+            )
+            span_finish(span, output={"status": "pending", "rules": decision.as_list()})
+            spans.append(span)
+            with transaction.atomic():
+                PendingAction.objects.create(
+                    run=self.run,
+                    tool_use_id=tool_use["id"],
+                    tool=tool.name,
+                    args=resolved.args,
+                    amount_cents=resolved.amount_cents,
+                    currency=resolved.currency,
+                    rules=decision.as_list(),
+                    reasoning=reasoning,
+                )
+                self._park(spans)
+            return Run.Status.AWAITING_APPROVAL
+        if action.status == PendingAction.Status.PENDING:
+            with transaction.atomic():
+                self._park([])
+            return Run.Status.AWAITING_APPROVAL
+        if action.args != resolved.args:
+            # The approval was for other arguments; it does not carry over.
+            span_finish(
+                span,
+                output={"approved_args": action.args},
+                error_class=POLICY,
+                error_message="The proposal changed after the decision; not executed.",
+            )
+            spans.append(span)
+            self._answer(
+                tool_use,
+                {
+                    "error": "approval_does_not_match",
+                    "message": "The decision was made on other arguments; propose again.",
+                },
+                is_error=True,
+                spans=spans,
+            )
+            return "answered"
+        decided = {
+            "status": action.status,
+            "by": str(action.decided_by or ""),
+            "at": action.decided_at.isoformat() if action.decided_at else None,
+            "reason": action.reason,
+        }
+        if action.status == PendingAction.Status.EXPIRED:
+            span_finish(span, output=decided, error_class=POLICY, error_message="approval expired")
+            spans.append(span)
+            return self._end(Run.Status.ESCALATED, "The approval request expired.", spans=spans)
+        if action.status == PendingAction.Status.REJECTED:
+            span_finish(
+                span, output=decided, error_class=POLICY, error_message="rejected by a person"
+            )
+            spans.append(span)
+            self._answer(
+                tool_use,
+                {
+                    "error": "rejected_by_person",
+                    "message": f"A person reviewed this {tool.name} and rejected it: "
+                    f"{action.reason}. It was not executed. Tell the customer honestly.",
+                },
+                is_error=True,
+                spans=spans,
+            )
+            return "answered"
+        # Approved. Approval is not authorisation: the approver must still hold the permission.
+        approver = action.decided_by
+        if approver is None or not approver.is_active or not approver.has_perm(DECIDE_PERMISSION):
+            span_finish(
+                span,
+                output=decided,
+                error_class=POLICY,
+                error_message="the approver no longer has the permission to approve",
+            )
+            spans.append(span)
+            return self._end(
+                Run.Status.ESCALATED, "Approved by someone without the permission.", spans=spans
+            )
+        span_finish(span, output=decided)
+        spans.append(span)
+        return None
+
+    def _execute_once(
+        self, tool: Tool, tool_use: dict, resolved: Resolved, spans: list[Span], step: int
+    ) -> str | None:
+        key = tool.idempotency_key(resolved, self.ctx)
+        with transaction.atomic():
+            try:
+                effect, created = ledger.effect_begin(
+                    key=key, run=self.run, tool=tool.name, request=resolved.args
+                )
+            except ToolError as exc:
+                transaction.set_rollback(True)
+                mismatch = exc
+            else:
+                mismatch = None
+                self._save()  # renew the lease with the spans so far
+                Span.objects.bulk_create(spans)
+        if mismatch is not None:
+            span = span_build(
+                run=self.run,
+                kind=Span.Kind.TOOL,
+                name=tool.name,
+                step=step,
+                input=resolved.args,
+                parent_span_id=self.root_span_id,
+                attributes={"idempotency_key": key},
+            )
+            span_finish(
+                span,
+                error_class=TERMINAL,
+                error_message=mismatch.message,
+                output={"code": mismatch.code},
+            )
+            return self._answer(
+                tool_use,
+                {"error": mismatch.code, "message": mismatch.message},
+                is_error=True,
+                spans=[*spans, span],
+            )
+
+        attrs = {"idempotency_key": key, "ledger": "new" if created else effect.status}
+        if effect.status == Effect.Status.SUCCEEDED:
+            return self._answer_from_ledger(
+                tool_use, tool, resolved, effect, step, attrs, replayed=True
+            )
+        if effect.status == Effect.Status.FAILED:
+            return self._answer_from_ledger(
+                tool_use, tool, resolved, effect, step, attrs, replayed=True
+            )
+        if not created and tool.recover is not None:
+            # Started or unknown: the provider may have done it. Ask before any new attempt.
+            found = tool.recover(resolved, self.ctx, key)
+            if found is not None:
+                ledger.effect_complete(
+                    effect,
+                    status=Effect.Status.SUCCEEDED,
+                    result=found,
+                    provider_ref=found.get("refund_id", ""),
+                )
+                attrs["ledger"] = "recovered from provider"
+                return self._answer_from_ledger(
+                    tool_use, tool, resolved, effect, step, attrs, replayed=False
+                )
+
+        def call() -> dict:
+            ledger.effect_attempted(effect)
+            return tool.execute(resolved, self.ctx, key)
+
+        try:
+            result, span = self._attempts(
+                kind=Span.Kind.TOOL,
+                name=tool.name,
+                step=step,
+                span_input=resolved.args,
+                call=call,
+                attributes=attrs,
+            )
+        except CallFailed as failed:
+            c = failed.classification
+            if c.transient:
+                error = {"code": c.code, "message": str(failed.exc), "outcome_unknown": True}
+                message = (
+                    f"{tool.name} could not be confirmed after {failed.attempts} attempts "
+                    f"({failed.exc}). It may or may not have happened: do not tell the customer "
+                    "it is done; escalate to a person."
+                )
+                status = Effect.Status.UNKNOWN
+            else:
+                error = {"code": c.code, "message": str(failed.exc)}
+                message = _customer_meaning(c.code, str(failed.exc))
+                status = Effect.Status.FAILED
+            with transaction.atomic():
+                ledger.effect_complete(effect, status=status, error=error)
+                return self._answer(
+                    tool_use,
+                    {"error": c.code, "message": message},
+                    is_error=True,
+                    spans=[],
+                    reply=None,
+                )
+        span_finish(span, output=result)
+        with transaction.atomic():
+            ledger.effect_complete(
+                effect,
+                status=Effect.Status.SUCCEEDED,
+                result=result,
+                provider_ref=result.get("refund_id", ""),
+            )
+            reply = resolved.args["body"] if tool.is_reply else None
+            return self._answer(tool_use, result, is_error=False, spans=[span], reply=reply)
+
+    def _answer_from_ledger(
+        self, tool_use, tool, resolved, effect, step, attrs, *, replayed
+    ) -> None:
+        span = span_build(
+            run=self.run,
+            kind=Span.Kind.TOOL,
+            name=tool.name,
+            step=step,
+            input=resolved.args,
+            parent_span_id=self.root_span_id,
+            attributes=attrs,
+        )
+        if effect.status == Effect.Status.SUCCEEDED:
+            result = dict(effect.result or {})
+            if replayed:
+                result["note"] = "Already done for this ticket; the recorded result is returned."
+            span_finish(span, output=result, attributes={"replayed_from_ledger": replayed})
+            reply = resolved.args["body"] if tool.is_reply else None
+            return self._answer(tool_use, result, is_error=False, spans=[span], reply=reply)
+        error = effect.error or {}
+        span_finish(
+            span,
+            output=error,
+            error_class=TERMINAL,
+            error_message=error.get("message", ""),
+            attributes={"replayed_from_ledger": True},
+        )
+        return self._answer(
+            tool_use,
+            {
+                "error": error.get("code", "failed"),
+                "message": _customer_meaning(error.get("code", ""), error.get("message", "")),
+            },
+            is_error=True,
+            spans=[span],
+        )
+
+    # --- attempts and persistence ------------------------------------------------------
+
+    def _attempts(
+        self, *, kind, name, step, call, span_input=None, model="", attributes=None, open_first=True
+    ):
+        """Call with bounded retries of transient errors; each attempt is a span.
+
+        Returns (result, span) with the successful attempt's span still open, to be
+        finished and saved with the state change. Raises CallFailed otherwise.
+        """
+        limit = max_attempts()
+        for attempt in range(1, limit + 1):
+            span = span_build(
+                run=self.run,
+                kind=kind,
+                name=name,
+                step=step,
+                attempt=attempt,
+                model=model,
+                input=span_input,
+                attributes=attributes,
+                parent_span_id=self.root_span_id,
+            )
+            if open_first:
+                # Written before the outside call: a crash leaves it visibly unfinished.
+                span.save()
+            try:
+                return call(), span
+            except Exception as exc:
+                c = classify(exc)
+                if c.code in {"SoftTimeLimitExceeded"}:
+                    raise
+                span_finish(
+                    span,
+                    error_class=c.error_class,
+                    error_message=f"{type(exc).__name__}: {exc}",
+                    attributes={
+                        "code": c.code,
+                        "retry_after": c.retry_after,
+                        "outcome_unknown": c.outcome_unknown,
+                    },
+                )
+                span.save()
+                if not (c.retryable and attempt < limit):
+                    raise CallFailed(exc, c, attempt) from exc
+                time.sleep(backoff_delay(attempt, retry_after=c.retry_after))
+        raise AssertionError("unreachable")
+
+    def _answer(
+        self,
+        tool_use: dict,
+        content: dict,
+        *,
+        is_error: bool,
+        spans: list[Span],
+        reply: str | None = None,
+        end: tuple[str, str] | None = None,
+    ) -> str | None:
+        block = {
+            "type": "tool_result",
+            "tool_use_id": tool_use.get("id"),
+            "content": json.dumps(content, ensure_ascii=False, default=str),
+        }
+        if is_error:
+            block["is_error"] = True
+        fields = {
+            "tool_results": [*self.run.tool_results, block],
+            "step_count": self.run.step_count + 1,
+        }
+        if reply is not None:
+            fields["reply"] = reply
+        with transaction.atomic():
+            self._save(**fields)
+            _save_spans(spans)
+            if end is not None:
+                return self._end(*end)
+        return None
+
+    def _save(self, **fields) -> None:
+        """Save run fields and renew the lease, only if we still hold it."""
+        now = timezone.now()
+        fields["lease_expires_at"] = now + timedelta(seconds=settings.RUN_LEASE_SECONDS)
+        fields["updated_at"] = now
+        updated = Run.objects.filter(
+            pk=self.run.pk, lease_owner=self.worker, status=Run.Status.RUNNING
+        ).update(**fields)
+        if not updated:
+            raise LeaseLost(self.run.pk)
+        for name, value in fields.items():
+            setattr(self.run, name, value)
+
+    def _park(self, spans: list[Span]) -> None:
+        self._save()
+        _save_spans(spans)
+        Run.objects.filter(pk=self.run.pk, lease_owner=self.worker).update(
+            status=Run.Status.AWAITING_APPROVAL, lease_owner="", lease_expires_at=None
+        )
+        self.run.status = Run.Status.AWAITING_APPROVAL
+
+    def _end(
+        self,
+        status: str,
+        reason: str,
+        *,
+        spans: list[Span] | None = None,
+        held_reply: str | None = None,
+    ) -> str:
+        now = timezone.now()
+        fields = {
+            "status": status,
+            "outcome_reason": reason,
+            "finished_at": now,
+            "lease_owner": "",
+            "lease_expires_at": None,
+            "updated_at": now,
+        }
+        with transaction.atomic():
+            updated = Run.objects.filter(
+                pk=self.run.pk, lease_owner=self.worker, status=Run.Status.RUNNING
+            ).update(**fields)
+            if not updated:
+                raise LeaseLost(self.run.pk)
+            _save_spans(spans or [])
+            Span.objects.filter(span_id=self.root_span_id, ended_at__isnull=True).update(
+                ended_at=now,
+                status=Span.Status.OK if status == Run.Status.RESOLVED else Span.Status.ERROR,
+                error_class="" if status == Run.Status.RESOLVED else _error_class_of(reason),
+                error_message=reason,
+                output={"status": status, "held_reply": held_reply}
+                if held_reply
+                else {"status": status},
+                cost=self.run.cost,
+                input_tokens=self.run.input_tokens,
+                output_tokens=self.run.output_tokens,
+            )
+        for name, value in fields.items():
+            setattr(self.run, name, value)
+        return status
+
+    def _release_lease(self) -> None:
+        Run.objects.filter(pk=self.run.pk, lease_owner=self.worker).update(
+            lease_expires_at=timezone.now()
+        )
+
+
+def _save_spans(spans: list[Span]) -> None:
+    new = [s for s in spans if s.pk is None]
+    for span in spans:
+        if span.pk is not None:
+            span.save()
+    if new:
+        Span.objects.bulk_create(new)
+
+
+def _clean_blocks(content: list[dict]) -> list[dict]:
+    """Keep the blocks the API accepts back in a conversation (text and tool_use)."""
+    blocks = []
+    for block in content or []:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text" and block.get("text"):
+            blocks.append({"type": "text", "text": block["text"]})
+        elif block.get("type") == "tool_use":
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": block.get("id"),
+                    "name": block.get("name"),
+                    "input": block.get("input"),
+                }
+            )
+    if not blocks:
+        blocks.append({"type": "text", "text": "(empty response)"})
+    return blocks
+
+
+def _validation_messages(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"]) or "input"
+        out.append(f"{loc}: {err['msg']}")
+    return out
+
+
+# What a provider's error code means, told to the model instead of a stack trace.
+_MEANINGS = {
+    "charge_already_refunded": (
+        "The payment was already refunded in full; the customer already has their money back."
+    ),
+    "amount_too_large": (
+        "The amount is more than the payment can refund; a person must look at it."
+    ),
+    "resource_missing": (
+        "The payment provider does not know this payment; a person must look at it."
+    ),
+    "idempotency_key_reused": (
+        "This refund was already requested with other parameters; it was not repeated."
+    ),
+}
+
+
+def _customer_meaning(code: str, message: str) -> str:
+    meaning = _MEANINGS.get(code)
+    return (
+        f"{meaning} ({code})"
+        if meaning
+        else f"The action failed and will not be retried: {message}"
+    )
+
+
+def _error_class_of(reason: str) -> str:
+    lowered = reason.lower()
+    if "unavailable" in lowered:
+        return TRANSIENT
+    if "approval" in lowered or "reply held" in lowered:
+        return POLICY
+    return TERMINAL
