@@ -1,0 +1,218 @@
+"""The runs list and the run page (staff only)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+from uuid import UUID
+
+from django import forms
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
+from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.views.decorators.http import require_safe
+from django_htmx.http import HttpResponseStopPolling
+
+from agentops.models import Run
+from approvals.selectors import action_list_for_run, money_format
+from traces import selectors
+from traces.models import Span
+
+# A payload longer than this is folded into a <details> so the timeline stays scannable.
+PAYLOAD_FOLD_LINES = 14
+PAYLOAD_FOLD_CHARS = 1200
+
+
+def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """403 for a signed-in user who is not staff (the login middleware handles anonymous)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        user = request.user
+        if not (user.is_authenticated and user.is_active and user.is_staff):
+            raise PermissionDenied("These pages are for staff.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def duration_text(value: timedelta | float | None) -> str:
+    """A duration as a person reads it: "350 ms", "2.4 s", "3 m 05 s", "2 h 03 m"."""
+    if value is None:
+        return "—"
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value / 1000
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} m"
+
+
+# --- Runs list --------------------------------------------------------------
+
+
+class RunFilterForm(forms.Form):
+    status = forms.ChoiceField(choices=[("", "All"), *Run.Status.choices], required=False)
+    after = forms.UUIDField(required=False)
+    before = forms.UUIDField(required=False)
+
+
+def _query(**params: str) -> str:
+    query = QueryDict(mutable=True)
+    query.update({key: value for key, value in params.items() if value})
+    return query.urlencode()
+
+
+@require_safe
+@staff_required
+def run_list(request: HttpRequest) -> HttpResponse:
+    form = RunFilterForm(request.GET)
+    if not form.is_valid():
+        errors = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in form.errors.items())
+        return HttpResponseBadRequest(f"Bad filter: {errors}", content_type="text/plain")
+    status = form.cleaned_data["status"]
+    try:
+        page = selectors.run_list_page(
+            status=status, after=form.cleaned_data["after"], before=form.cleaned_data["before"]
+        )
+    except Run.DoesNotExist:
+        raise Http404("No run to page from: the link is out of date.") from None
+
+    for run in page.runs:
+        run.duration_text = duration_text(run.duration)
+    context = {
+        "nav_section": "runs",
+        "page": page,
+        "status": status,
+        "status_label": dict(Run.Status.choices).get(status, ""),
+        "status_filters": [("", "All"), *Run.Status.choices],
+        "next_query": _query(status=status, after=str(page.runs[-1].code)) if page.runs else "",
+        "previous_query": _query(status=status, before=str(page.runs[0].code)) if page.runs else "",
+    }
+    template = "traces/run_list.html#table" if request.htmx else "traces/run_list.html"
+    return render(request, template, context)
+
+
+# --- Run page ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Payload:
+    label: str
+    text: str
+    folded: bool
+    lines: int
+
+
+@dataclass(frozen=True)
+class SpanRow:
+    span: Span
+    depth: int
+    duration: str
+    payloads: list[Payload]
+
+
+def _payload(label: str, value: Any) -> Payload | None:
+    if value in (None, "", {}, []):
+        return None
+    if isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    lines = text.count("\n") + 1
+    folded = lines > PAYLOAD_FOLD_LINES or len(text) > PAYLOAD_FOLD_CHARS
+    return Payload(label=label, text=text, folded=folded, lines=lines)
+
+
+def _span_rows(spans: list[Span]) -> list[SpanRow]:
+    depths: dict[str, int] = {}
+    rows = []
+    for span in spans:
+        # Spans start after their parent, so the parent's depth is already known.
+        depth = depths.get(span.parent_span_id, -1) + 1 if span.parent_span_id else 0
+        depths[span.span_id] = depth
+        payloads = [
+            _payload("Input", span.input),
+            _payload("Output", span.output),
+            _payload("Attributes", span.attributes),
+        ]
+        rows.append(
+            SpanRow(
+                span=span,
+                depth=min(depth, 4),
+                duration=duration_text(span.duration_ms),
+                payloads=[p for p in payloads if p is not None],
+            )
+        )
+    return rows
+
+
+def _live_version(run: Run, spans: list[Span], effects: list, actions: list) -> str:
+    """A fingerprint of everything the polled fragment shows.
+
+    A poll that brings the same fingerprint gets 204 and nothing is swapped, so a
+    <details> someone opened stays open while the run waits for approval.
+    """
+    state = (
+        # Conditional UPDATEs skip auto_now, so updated_at alone is not enough.
+        (run.status, run.step_count, str(run.cost), run.reply, run.updated_at, run.finished_at),
+        [(s.span_id, s.status, s.ended_at and s.ended_at.isoformat()) for s in spans],
+        [(e.pk, e.status, e.attempts) for e in effects],
+        [(a.pk, a.status) for a in actions],
+    )
+    return hashlib.sha256(repr(state).encode()).hexdigest()[:16]
+
+
+def _run_context(run: Run) -> dict[str, Any]:
+    actions = action_list_for_run(run=run)
+    for action in actions:
+        action.amount_text = money_format(cents=action.amount_cents, currency=action.currency)
+    effects = selectors.run_effects_list(run=run)
+    for effect in effects:
+        payloads = [
+            _payload("Request", effect.request),
+            _payload("Result", effect.result),
+            _payload("Error", effect.error),
+        ]
+        effect.payloads = [p for p in payloads if p is not None]
+    spans = selectors.run_spans_list(run=run)
+    return {
+        "nav_section": "runs",
+        "live_version": _live_version(run, spans, effects, actions),
+        "run": run,
+        "ticket": run.ticket,
+        "duration": duration_text(run.duration),
+        "span_rows": _span_rows(spans),
+        "effects": effects,
+        "actions": actions,
+        "conversation": _payload("Conversation", run.messages),
+    }
+
+
+@require_safe
+@staff_required
+def run_detail(request: HttpRequest, code: UUID) -> HttpResponse:
+    try:
+        run = selectors.run_get(code=code)
+    except Run.DoesNotExist:
+        raise Http404("No run with that code.") from None
+    context = _run_context(run)
+    if not request.htmx:
+        return render(request, "traces/run_detail.html", context)
+    if run.is_final:
+        fragment = render_to_string("traces/run_detail.html#steps", context, request=request)
+        # 286 tells htmx to stop polling; the final fragment is still swapped in.
+        return HttpResponseStopPolling(fragment)
+    if request.GET.get("v") == context["live_version"]:
+        return HttpResponse(status=204)  # nothing changed since the last poll
+    return render(request, "traces/run_detail.html#steps", context)
