@@ -1,0 +1,10 @@
+from django.urls import path
+
+from approvals import views
+
+urlpatterns = [
+    path("", views.approval_list, name="approvals"),
+    path("count", views.approval_count, name="approvals_count"),
+    path("<uuid:code>/approve", views.approval_approve, name="approval_approve"),
+    path("<uuid:code>/reject", views.approval_reject, name="approval_reject"),
+]
