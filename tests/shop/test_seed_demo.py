@@ -23,12 +23,6 @@ MODELS = (get_user_model(), RiskPolicy, Customer, Order, Refund, ProviderRefund,
 MODELS += (Ticket, Run)
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hasher(settings):
-    # The demo users' passwords are set on every seed; the real hasher is slow on purpose.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def seed(*args):
     out = StringIO()
     call_command("seed_demo", *args, stdout=out)
