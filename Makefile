@@ -1,0 +1,39 @@
+# The README's two commands are `make demo` and `make test`. Both work on a fresh
+# machine with only Python 3.12 (`python`, e.g. through pyenv) and make: `install`
+# bootstraps uv with pip and builds .venv from the committed uv.lock.
+
+PYTHON ?= python
+VENV_BIN := .venv/bin
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint format
+
+help: ## Show this help
+	@echo "agentops: run LLM support agents in production, safely."
+	@echo
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@echo
+	@echo "Backends come from the environment (see README.md and .env.example);"
+	@echo "with none set: SQLite, the filesystem broker and the offline model."
+
+install: ## Create .venv from uv.lock (installs uv with pip if needed)
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || \
+		$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore uv
+	@$(PYTHON) -m uv sync --frozen --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
+
+demo: install ## Migrate, seed the demo shop and tickets, run web + worker + beat
+	$(VENV_BIN)/python manage.py migrate --no-input
+	$(VENV_BIN)/python manage.py seed_demo
+	$(VENV_BIN)/python manage.py rundemo
+
+test: install ## Lint, then the whole test suite
+	$(VENV_BIN)/ruff check .
+	$(VENV_BIN)/pytest
+
+lint: install ## ruff check and ruff format --check
+	$(VENV_BIN)/ruff check .
+	$(VENV_BIN)/ruff format --check .
+
+format: install ## Fix what ruff can fix, and format
+	$(VENV_BIN)/ruff check --fix .
+	$(VENV_BIN)/ruff format .
