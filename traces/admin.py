@@ -1,0 +1,35 @@
+from django.contrib import admin
+from django.http import HttpRequest
+
+from traces.models import Span
+
+
+@admin.register(Span)
+class SpanAdmin(admin.ModelAdmin):
+    """Spans are the record of what happened; nobody edits history."""
+
+    list_display = [
+        "span_id",
+        "run",
+        "step",
+        "kind",
+        "name",
+        "status",
+        "error_class",
+        "attempt",
+        "started_at",
+    ]
+    list_filter = ["kind", "status", "error_class"]
+    list_select_related = ["run"]
+    search_fields = ["span_id", "trace_id", "name", "run__code"]
+    # Spans outnumber runs by an order of magnitude; skip the full COUNT(*).
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Span | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Span | None = None) -> bool:
+        return False
