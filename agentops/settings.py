@@ -33,9 +33,10 @@ def _positive(value: float, name: str) -> float:
 # --- Django core -----------------------------------------------------------
 
 DEBUG = env.bool("DEBUG", default=False)
-# The embedded key is for the demo only; production sets SECRET_KEY.
+# The embedded key is for the demo only; production sets SECRET_KEY. Its
+# "django-insecure-" prefix makes `check --deploy` refuse it (security.W009).
 SECRET_KEY = env.str(
-    "SECRET_KEY", default="agentops-demo-only-insecure-key-change-me-in-production"
+    "SECRET_KEY", default="django-insecure-agentops-demo-only-change-me-in-production"
 )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
