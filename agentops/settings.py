@@ -136,7 +136,8 @@ STORAGES = {
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
-            if env.bool("STATIC_MANIFEST", default=not DEBUG)
+            # Production runs collectstatic and turns this on for cache-busting names.
+            if env.bool("STATIC_MANIFEST", default=False)
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
@@ -182,12 +183,13 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
 else:
@@ -239,3 +241,5 @@ GATEWAY_TIMEOUT_AFTER_COMMIT = _fraction("GATEWAY_TIMEOUT_AFTER_COMMIT", 0.0)
 GATEWAY_RATE_LIMIT = _fraction("GATEWAY_RATE_LIMIT", 0.0)
 GATEWAY_SERVER_ERROR = _fraction("GATEWAY_SERVER_ERROR", 0.0)
 GATEWAY_LATENCY_MS = env.int("GATEWAY_LATENCY_MS", default=0)
+# Seed for the random faults, so a fault run can be reproduced.
+GATEWAY_FAULT_SEED = env.int("GATEWAY_FAULT_SEED", default=None)

@@ -6,6 +6,12 @@ from django.contrib.auth.models import Permission
 PASSWORD = "pw-agentops-test-1"
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    # Users are created in many tests; the real hasher is slow on purpose.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def _user(django_user_model, username, *, staff=False, superuser=False, perms=()):
     user = django_user_model.objects.create_user(
         username=username, email=f"{username}@example.com", password=PASSWORD

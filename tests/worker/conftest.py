@@ -1,0 +1,105 @@
+"""A real Celery worker process against the test database and the configured broker.
+
+The worker consumes a queue of its own, so leftovers of a demo on the same
+broker (or a parallel CI run) never reach it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from agentops.celery import app as celery_app
+from agentops.models import Run
+
+ROOT = Path(__file__).resolve().parents[2]
+WAITING = (Run.Status.QUEUED, Run.Status.RUNNING)
+# One queue per test session: Celery caches its router, so the route is set once.
+QUEUE = f"agentops-test-{uuid.uuid4().hex[:10]}"
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class Worker:
+    def __init__(self, queue: str, env: dict[str, str], concurrency: int) -> None:
+        self.queue = queue
+        self.log = Path(settings.VAR_DIR) / f"worker-{queue}.log"
+        full_env = {
+            **os.environ,
+            "DATABASE_URL": _database_url(),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "AGENTOPS_VAR_DIR": str(settings.VAR_DIR),
+            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+            "RETRY_BASE_DELAY_SECONDS": "0.01",
+            "RETRY_MAX_DELAY_SECONDS": "0.05",
+            "OFFLINE_MODEL_LATENCY_MS": "0",
+            **env,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "agentops", "worker", "-Q", queue,
+             "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip",
+             "--without-mingle", "--without-heartbeat", "-n", f"{queue}@%h"],
+            cwd=ROOT, env=full_env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log.read_text()[-3000:]}")
+            if "ready." in self.log.read_text():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready in {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def start_worker(transactional_db):
+    """Start a worker with extra environment; tasks this test enqueues go to its queue."""
+    workers: list[Worker] = []
+    queue = QUEUE
+    celery_app.conf.task_routes = {"agentops.tasks.*": {"queue": queue}}
+
+    def start(*, env: dict[str, str] | None = None, concurrency: int = 2) -> Worker:
+        worker = Worker(queue, env or {}, concurrency)
+        workers.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def wait_for_runs(*, timeout: float = 120, waiting=WAITING) -> list[Run]:
+    """Poll until no run is queued or running; return all runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not Run.objects.filter(status__in=waiting).exists():
+            return list(Run.objects.select_related("ticket"))
+        time.sleep(0.25)
+    stuck = list(Run.objects.filter(status__in=waiting).values_list("pk", "status"))
+    raise AssertionError(f"runs still unfinished after {timeout}s: {stuck}")
