@@ -17,8 +17,13 @@ def _order(total_cents: int) -> Order:
     customer, _ = Customer.objects.get_or_create(email="wk@example.com", defaults={"name": "W"})
     n = Order.objects.count() + 30001
     return Order.objects.create(
-        order_id=f"ORD-{n}", customer=customer, total_cents=total_cents, currency="USD",
-        status="delivered", placed_at=timezone.now(), delivered_at=timezone.now(),
+        order_id=f"ORD-{n}",
+        customer=customer,
+        total_cents=total_cents,
+        currency="USD",
+        status="delivered",
+        placed_at=timezone.now(),
+        delivered_at=timezone.now(),
         payment_ref=f"pi_worker{n:018d}",
     )
 
