@@ -3,6 +3,7 @@
 # bootstraps uv with pip and builds .venv from the committed uv.lock.
 
 PYTHON ?= python
+PORT ?= 8000
 VENV_BIN := .venv/bin
 
 .DEFAULT_GOAL := help
@@ -21,10 +22,10 @@ install: ## Create .venv from uv.lock (installs uv with pip if needed)
 		$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore uv
 	@$(PYTHON) -m uv sync --frozen --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 
-demo: install ## Migrate, seed the demo shop and tickets, run web + worker + beat
+demo: install ## Migrate, seed the demo shop and tickets, run web + worker + beat (PORT=8000)
 	$(VENV_BIN)/python manage.py migrate --no-input
 	$(VENV_BIN)/python manage.py seed_demo
-	$(VENV_BIN)/python manage.py rundemo
+	$(VENV_BIN)/python manage.py rundemo --port $(PORT)
 
 test: install ## Lint, then the whole test suite
 	$(VENV_BIN)/ruff check .

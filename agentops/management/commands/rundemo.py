@@ -24,13 +24,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-# The password seed_demo gives the demo users (lead, finance, admin).
-DEMO_PASSWORD = "agentops-demo"  # noqa: S105 - a published demo login, not a secret
-DEMO_LOGINS = [
-    ("lead", "support lead: the approvals queue"),
-    ("finance", "finance: approvals and refunds"),
-    ("admin", "admin: everything, and the Django admin at /admin/"),
-]
+# The logins seed_demo creates, so the banner and the seed never disagree.
+from agentops.shop.demo import DEMO_PASSWORD, USERS
+
 # Slow enough that a person can watch a ticket move from queued to resolved.
 DEMO_MODEL_LATENCY_MS = "400"
 # A warm shutdown lets the worker finish the step it is on; runs are durable, so
@@ -222,9 +218,9 @@ class Command(BaseCommand):
         return True
 
     def _banner(self, url: str, env: dict[str, str]) -> None:
-        width = max(len(username) for username, _ in DEMO_LOGINS)
+        width = max(len(username) for username, *_ in USERS)
         logins = "\n".join(
-            f"    {username:<{width}}  {DEMO_PASSWORD}    {role}" for username, role in DEMO_LOGINS
+            f"    {username:<{width}}  {DEMO_PASSWORD}    {role}" for username, role, *_ in USERS
         )
         model = (
             f"the offline model ({env['OFFLINE_MODEL_LATENCY_MS']} ms a call)"
