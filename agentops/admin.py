@@ -7,6 +7,10 @@ from django.utils.html import format_html
 
 from agentops.models import ApiToken, Effect, Run, Ticket
 
+admin.site.site_header = "agentops admin"
+admin.site.site_title = "agentops admin"
+admin.site.index_title = "Tickets, runs, the ledger, policy and tokens"
+
 
 @admin.register(Ticket)
 class TicketAdmin(admin.ModelAdmin):

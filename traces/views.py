@@ -27,6 +27,7 @@ from traces.models import Span
 # A payload longer than this is folded into a <details> so the timeline stays scannable.
 PAYLOAD_FOLD_LINES = 14
 PAYLOAD_FOLD_CHARS = 1200
+CHIP_MAX_CHARS = 80
 
 
 def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -120,6 +121,8 @@ class SpanRow:
     depth: int
     duration: str
     payloads: list[Payload]
+    # Short flat attributes read better as "key value" chips than as a JSON block.
+    chips: list[tuple[str, str]]
 
 
 def _payload(label: str, value: Any) -> Payload | None:
@@ -134,6 +137,21 @@ def _payload(label: str, value: Any) -> Payload | None:
     return Payload(label=label, text=text, folded=folded, lines=lines)
 
 
+def _chips(attributes: Any) -> list[tuple[str, str]] | None:
+    """Attributes as (key, value) pairs when all are short scalars, else None."""
+    if not isinstance(attributes, dict):
+        return None
+    chips = []
+    for key, value in attributes.items():
+        if isinstance(value, (dict, list)):
+            return None
+        text = json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+        if len(text) > CHIP_MAX_CHARS:
+            return None
+        chips.append((str(key), text))
+    return chips
+
+
 def _span_rows(spans: list[Span]) -> list[SpanRow]:
     depths: dict[str, int] = {}
     rows = []
@@ -141,10 +159,11 @@ def _span_rows(spans: list[Span]) -> list[SpanRow]:
         # Spans start after their parent, so the parent's depth is already known.
         depth = depths.get(span.parent_span_id, -1) + 1 if span.parent_span_id else 0
         depths[span.span_id] = depth
+        chips = _chips(span.attributes)
         payloads = [
             _payload("Input", span.input),
             _payload("Output", span.output),
-            _payload("Attributes", span.attributes),
+            None if chips is not None else _payload("Attributes", span.attributes),
         ]
         rows.append(
             SpanRow(
@@ -152,6 +171,7 @@ def _span_rows(spans: list[Span]) -> list[SpanRow]:
                 depth=min(depth, 4),
                 duration=duration_text(span.duration_ms),
                 payloads=[p for p in payloads if p is not None],
+                chips=chips or [],
             )
         )
     return rows

@@ -196,7 +196,7 @@ def test_it_shows_the_ticket_the_outcome_and_every_step_in_order(
     assert html.index(">triage<") < html.index(">issue_refund<")
     assert 'class="badge badge-span-error"' in html
     assert "GatewayTimeout: no answer after 10s" in html
-    assert 'class="error-class"' in html and "transient" in html.lower()
+    assert 'class="error-class error-class-transient"' in html
     assert "attempt 2" in html
     assert "420 ms" in html
     assert "&quot;order_id&quot;: &quot;ORD-10023&quot;" in html  # pretty JSON, escaped
@@ -272,3 +272,16 @@ def test_it_stops_polling_once_the_run_is_final(lead_client, make_run):
     html = response.content.decode()
     assert "Your refund is on its way." in html
     assert "every 2s" not in html
+
+
+def test_it_shows_short_flat_attributes_as_chips_and_nested_ones_as_json(
+    lead_client, make_run, make_span
+):
+    run = make_run()
+    make_span(run, name="flat", attributes={"route": "offline", "outcome_unknown": True})
+    make_span(run, name="nested", attributes={"usage": {"input_tokens": 12}})
+    html = lead_client.get(reverse("run_detail", args=[run.code])).content.decode()
+    assert '<span class="chip-key">route</span> offline' in html
+    assert '<span class="chip-key">outcome_unknown</span> true' in html
+    assert "&quot;usage&quot;: {" in html
+    assert html.count('<div class="payload-label">Attributes</div>') == 1
