@@ -30,19 +30,6 @@ REFUND_RULES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def plain_static_storage(settings):
-    """Serve static files from the finders, as in development.
-
-    With DEBUG off the settings pick the manifest storage, which needs a
-    collectstatic run that tests do not do; the pages only need the URLs.
-    """
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @pytest.fixture
 def make_run(db):
     """A ticket and its run, in any status, with times that make sense for it."""
