@@ -279,6 +279,8 @@ class Runner:
                 )
             args = tool.schema.model_validate(raw_input)
             resolved = tool.resolve(args, self.ctx)
+            if tool.check is not None and not self._in_ledger(tool, resolved):
+                tool.check(resolved, self.ctx)
         except ValidationError as exc:
             errors = _validation_messages(exc)
             span_finish(
@@ -324,6 +326,12 @@ class Runner:
         if not tool.side_effect:
             return self._run_read_tool(tool, tool_use, resolved, validate, step)
         return self._run_side_effect(tool, tool_use, resolved, validate, step, assistant)
+
+    def _in_ledger(self, tool: Tool, resolved: Resolved) -> bool:
+        if tool.idempotency_key is None:
+            return False
+        key = tool.idempotency_key(resolved, self.ctx)
+        return Effect.objects.filter(idempotency_key=key).exists()
 
     def finish(self) -> str:
         """The model ended its turn: resolved only if a grounded reply went out."""

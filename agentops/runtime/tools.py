@@ -100,6 +100,10 @@ class Tool:
     schema: type[BaseModel]
     resolve: Callable[[BaseModel, ToolContext], Resolved]
     execute: Callable[[Resolved, ToolContext, str | None], dict]
+    # Business rules on the resolved arguments (e.g. not more than is refundable).
+    # Skipped when the ledger already holds this effect: then the ledger decides,
+    # since the effect itself may be why the rule would now fail.
+    check: Callable[[Resolved, ToolContext], None] | None = None
     side_effect: bool = False
     idempotency_key: Callable[[Resolved, ToolContext], str] | None = None
     # Ask the provider whether an effect with this key happened; None if not found.
@@ -181,21 +185,6 @@ def _find_execute(resolved: Resolved, ctx: ToolContext, key: str | None) -> dict
 def _refund_resolve(args: IssueRefundArgs, ctx: ToolContext) -> Resolved:
     order, notes = _resolve_order(args.order_id, ctx)
     _same_customer(order, ctx)
-    if order.refundable_cents == 0:
-        raise ToolError(
-            f"Order {order.order_id} was already refunded in full "
-            f"({order.refunded_cents} {order.currency}). Do not refund again; tell the customer.",
-            code="already_refunded",
-            error_class=TERMINAL,
-        )
-    if args.amount_cents > order.refundable_cents:
-        raise ToolError(
-            f"amount_cents {args.amount_cents} is more than can be refunded on {order.order_id}: "
-            f"at most {order.refundable_cents} {order.currency} "
-            f"(total {order.total_cents}, already refunded {order.refunded_cents}).",
-            code="amount_exceeds_refundable",
-            error_class=VALIDATION,
-        )
     return Resolved(
         args={
             "order_id": order.order_id,
@@ -208,6 +197,26 @@ def _refund_resolve(args: IssueRefundArgs, ctx: ToolContext) -> Resolved:
         currency=order.currency,
         order=order,
     )
+
+
+def _refund_check(resolved: Resolved, ctx: ToolContext) -> None:
+    order = resolved.order
+    amount = resolved.args["amount_cents"]
+    if order.refundable_cents == 0:
+        raise ToolError(
+            f"Order {order.order_id} was already refunded in full "
+            f"({order.refunded_cents} {order.currency}). Do not refund again; tell the customer.",
+            code="already_refunded",
+            error_class=TERMINAL,
+        )
+    if amount > order.refundable_cents:
+        raise ToolError(
+            f"amount_cents {amount} is more than can be refunded on {order.order_id}: "
+            f"at most {order.refundable_cents} {order.currency} "
+            f"(total {order.total_cents}, already refunded {order.refunded_cents}).",
+            code="amount_exceeds_refundable",
+            error_class=VALIDATION,
+        )
 
 
 def _refund_key(resolved: Resolved, ctx: ToolContext) -> str:
@@ -312,6 +321,7 @@ TOOLS: dict[str, Tool] = {
             ),
             schema=IssueRefundArgs,
             resolve=_refund_resolve,
+            check=_refund_check,
             execute=_refund_execute,
             side_effect=True,
             idempotency_key=_refund_key,
