@@ -102,3 +102,43 @@ def test_it_updates_a_run_page_while_the_run_moves_and_then_stops_polling(
     expect(live).to_contain_text("It arrives Friday.")
     expect(live).not_to_have_attribute("hx-trigger", re.compile("every"))
     assert still_same_page(page)
+
+
+def test_it_keeps_the_action_pending_when_a_rejection_has_only_blanks(
+    page: Page, support_lead, awaiting, enqueued_runs
+):
+    log_in(page, support_lead)
+    card = page.locator(f"#action-{awaiting.code}")
+    mark_page(page)
+
+    card.get_by_label("Reason for rejecting").fill("   ")
+    card.get_by_role("button", name="Reject").click()
+
+    expect(card.get_by_role("alert")).to_contain_text("Say why the action is rejected")
+    expect(card.get_by_role("button", name="Approve $129.00")).to_be_visible()
+    expect(page.locator("#nav-pending")).to_have_text("1")
+    assert still_same_page(page)
+    awaiting.refresh_from_db()
+    assert awaiting.status == PendingAction.Status.PENDING
+    assert enqueued_runs == []
+
+
+def test_it_filters_runs_in_place_and_puts_the_filter_in_the_address(
+    page: Page, support_lead, make_run
+):
+    make_run(Run.Status.RESOLVED, subject="Resolved ticket")
+    make_run(Run.Status.ESCALATED, subject="Escalated ticket")
+    log_in(page, support_lead, goto="/")
+    table = page.locator("#runs-table")
+    expect(table).to_contain_text("Resolved ticket")
+    mark_page(page)
+
+    table.get_by_role("link", name="Escalated", exact=True).click()
+
+    expect(page).to_have_url(re.compile(r"/\?status=escalated$"))
+    expect(table).to_contain_text("Escalated ticket")
+    expect(table).not_to_contain_text("Resolved ticket")
+    expect(table.get_by_role("link", name="Escalated", exact=True)).to_have_class(
+        re.compile("is-active")
+    )
+    assert still_same_page(page)
