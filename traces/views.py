@@ -59,6 +59,16 @@ def duration_text(value: timedelta | float | None) -> str:
     return f"{hours} h {minutes:02d} m"
 
 
+def _fingerprint(*state: Any) -> str:
+    """A short digest of what a polled fragment shows.
+
+    The fragment carries it in its poll URL; a poll that brings back the same
+    digest gets 204 and htmx swaps nothing, so focus, scroll and any <details>
+    someone opened stay as they were.
+    """
+    return hashlib.sha256(repr(state).encode()).hexdigest()[:16]
+
+
 # --- Runs list --------------------------------------------------------------
 
 
@@ -89,10 +99,28 @@ def run_list(request: HttpRequest) -> HttpResponse:
     except Run.DoesNotExist:
         raise Http404("No run to page from: the link is out of date.") from None
 
+    cursor = {
+        "status": status,
+        "after": str(form.cleaned_data["after"] or ""),
+        "before": str(form.cleaned_data["before"] or ""),
+    }
+    version = _fingerprint(
+        cursor,
+        page.has_previous,
+        page.has_next,
+        [
+            (r.code, r.status, r.step_count, r.cost, r.started_at, r.finished_at, r.updated_at)
+            for r in page.runs
+        ],
+    )
+    if request.htmx and request.GET.get("v") == version:
+        return HttpResponse(status=204)  # the poll found nothing new: keep the table as it is
+
     for run in page.runs:
         run.duration_text = duration_text(run.duration)
     context = {
         "nav_section": "runs",
+        "poll_query": _query(**cursor, v=version),
         "page": page,
         "status": status,
         "status_label": dict(Run.Status.choices).get(status, ""),
@@ -178,19 +206,13 @@ def _span_rows(spans: list[Span]) -> list[SpanRow]:
 
 
 def _live_version(run: Run, spans: list[Span], effects: list, actions: list) -> str:
-    """A fingerprint of everything the polled fragment shows.
-
-    A poll that brings the same fingerprint gets 204 and nothing is swapped, so a
-    <details> someone opened stays open while the run waits for approval.
-    """
-    state = (
+    return _fingerprint(
         # Conditional UPDATEs skip auto_now, so updated_at alone is not enough.
-        (run.status, run.step_count, str(run.cost), run.reply, run.updated_at, run.finished_at),
-        [(s.span_id, s.status, s.ended_at and s.ended_at.isoformat()) for s in spans],
+        (run.status, run.step_count, run.cost, run.reply, run.updated_at, run.finished_at),
+        [(s.span_id, s.status, s.ended_at) for s in spans],
         [(e.pk, e.status, e.attempts) for e in effects],
         [(a.pk, a.status) for a in actions],
     )
-    return hashlib.sha256(repr(state).encode()).hexdigest()[:16]
 
 
 def _run_context(run: Run) -> dict[str, Any]:

@@ -285,3 +285,23 @@ def test_it_shows_short_flat_attributes_as_chips_and_nested_ones_as_json(
     assert '<span class="chip-key">outcome_unknown</span> true' in html
     assert "&quot;usage&quot;: {" in html
     assert html.count('<div class="payload-label">Attributes</div>') == 1
+
+
+def test_it_polls_the_first_page_and_answers_204_while_nothing_changed(lead_client, make_run):
+    run = make_run(Run.Status.RUNNING)
+    response = lead_client.get(reverse("runs"), {"status": "running"})
+    poll = response.context["poll_query"]
+    assert f'hx-get="/?{poll.replace("&", "&amp;")}" hx-trigger="every 5s"' in (
+        response.content.decode()
+    )
+    assert lead_client.get(f"/?{poll}", headers=HX).status_code == 204
+    Run.objects.filter(pk=run.pk).update(step_count=2)
+    again = lead_client.get(f"/?{poll}", headers=HX)
+    assert again.status_code == 200
+    assert again.content.decode().lstrip().startswith('<section id="runs-table"')
+
+
+def test_it_does_not_poll_older_pages(lead_client, make_run):
+    runs = [make_run() for _ in range(51)]
+    html = lead_client.get(reverse("runs"), {"after": str(runs[-1].code)}).content.decode()
+    assert "every 5s" not in html
