@@ -183,3 +183,33 @@ def test_it_keeps_non_staff_out_of_the_admin(client, outsider):
     response = client.get(reverse("admin:index"))
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_it_links_the_admin_only_for_users_who_can_see_something_there(
+    client, admin_user, support_lead
+):
+    client.force_login(support_lead)  # may decide, but may not view any model in the admin
+    assert reverse("admin:index") not in client.get(reverse("runs")).content.decode()
+    client.force_login(admin_user)
+    assert reverse("admin:index") in client.get(reverse("runs")).content.decode()
+
+
+def test_it_reports_a_refused_decision_in_the_admin_as_an_error(
+    admin_client, awaiting, monkeypatch
+):
+    from django.core.exceptions import PermissionDenied
+
+    import approvals.admin
+
+    def refuse(**kwargs):
+        raise PermissionDenied("You may not decide pending actions.")
+
+    monkeypatch.setattr(approvals.admin, "action_approve", refuse)
+    response = admin_client.post(
+        changelist(PendingAction),
+        {"action": "approve", "_selected_action": [awaiting.pk]},
+        follow=True,
+    )
+    assert "You may not decide pending actions." in response.content.decode()
+    awaiting.refresh_from_db()
+    assert awaiting.status == PendingAction.Status.PENDING
