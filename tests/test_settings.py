@@ -21,12 +21,12 @@ PRODUCTION = {
 
 
 def manage(*args: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
-    """Run manage.py in a fresh process, as a deployment would start it."""
-    full_env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"DEBUG", "HTTPS", "SECRET_KEY", "ALLOWED_HOSTS", "EMAIL_BACKEND"}
-    }
+    """Run manage.py in a fresh process with only `env` set, as a deployment would.
+
+    Nothing else is inherited: the test run's own environment (a DATABASE_URL, or
+    DJANGO_ALLOW_ASYNC_UNSAFE set by the browser tests) must not decide the outcome.
+    """
+    full_env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
     full_env |= {"AGENTOPS_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "agentops.settings"}
     full_env |= env
     return subprocess.run(  # noqa: S603
