@@ -148,9 +148,14 @@ def _chromium_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """One headless Chromium for the session: Debian's, never a downloaded one."""
+    """A headless Chromium per test module: Debian's, never a downloaded one.
+
+    Module scope, not session: Playwright and the environment variable below
+    must be gone before tests in other modules run (a subprocess that inherits
+    the variable fails `check --deploy`).
+    """
     problem = _chromium_missing()
     if problem:
         pytest.fail(problem, pytrace=False)
