@@ -212,7 +212,7 @@ def test_it_accepts_json_that_names_its_utf8_charset(api):
     assert response.status_code == 201
 
 
-def test_it_refuses_a_body_over_the_limit_with_413_before_parsing_it(api, enqueued_runs):
+def test_it_refuses_a_body_over_the_limit_with_413(api, enqueued_runs):
     too_big = json.dumps(ticket(body="x" * MAX_REQUEST_BYTES))
 
     response = api.post_json(URL, too_big)
@@ -221,6 +221,20 @@ def test_it_refuses_a_body_over_the_limit_with_413_before_parsing_it(api, enqueu
     assert "limited to" in response.json()["error"]
     assert Ticket.objects.count() == 0
     assert enqueued_runs == []
+
+
+def test_it_refuses_a_declared_length_over_the_limit_without_reading_the_body(api):
+    # Content-Length alone decides: the client is told before it sends megabytes.
+    response = api.client.post(
+        URL,
+        json.dumps(ticket()),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {api.token}"},
+        CONTENT_LENGTH=str(MAX_REQUEST_BYTES + 1),
+    )
+
+    assert response.status_code == 413
+    assert Ticket.objects.count() == 0
 
 
 def test_it_refuses_other_methods_with_405(api):
