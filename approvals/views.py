@@ -15,6 +15,8 @@ from django.utils.formats import date_format
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import trigger_client_event
 
+from agentops.decorators import staff_required
+from agentops.money import money_format
 from approvals import selectors
 from approvals.forms import ApproveForm, RejectForm
 from approvals.models import PendingAction
@@ -24,7 +26,6 @@ from approvals.services import (
     action_approve,
     action_reject,
 )
-from traces.views import staff_required
 
 PAGE = "approvals/approval_list.html"
 CHANGED_EVENT = "approvals-changed"
@@ -39,7 +40,7 @@ def _get_action(code: UUID) -> PendingAction:
 
 def _decorate(action: PendingAction) -> PendingAction:
     """Attach what the card shows, so the template does no digging."""
-    action.amount_text = selectors.money_format(cents=action.amount_cents, currency=action.currency)
+    action.amount_text = money_format(cents=action.amount_cents, currency=action.currency)
     args = action.args if isinstance(action.args, dict) else {}
     action.order_id = args.get("order_id", "")
     action.args_text = json.dumps(action.args, indent=2, ensure_ascii=False, default=str)

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import wraps
 from typing import Any
 from uuid import UUID
 
 from django import forms
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_safe
 from django_htmx.http import HttpResponseStopPolling
 
+from agentops.decorators import staff_required
 from agentops.models import Run
-from approvals.selectors import action_list_for_run, money_format
+from agentops.money import money_format
+from approvals.selectors import action_list_for_run
 from traces import selectors
 from traces.models import Span
 
@@ -28,19 +27,6 @@ from traces.models import Span
 PAYLOAD_FOLD_LINES = 14
 PAYLOAD_FOLD_CHARS = 1200
 CHIP_MAX_CHARS = 80
-
-
-def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """403 for a signed-in user who is not staff (the login middleware handles anonymous)."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        user = request.user
-        if not (user.is_authenticated and user.is_active and user.is_staff):
-            raise PermissionDenied("These pages are for staff.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 def duration_text(value: timedelta | float | None) -> str:

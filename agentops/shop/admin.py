@@ -7,11 +7,8 @@ editing it here would make the shop disagree with the provider's records.
 from django.contrib import admin
 from django.db.models import Count
 
+from agentops.money import money_format
 from agentops.shop.models import Customer, Order, Refund
-
-
-def _money(cents: int, currency: str) -> str:
-    return f"{cents / 100:,.2f} {currency}"
 
 
 class ReadOnlyMixin:
@@ -67,7 +64,7 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="total", ordering="total_cents")
     def total(self, order: Order) -> str:
-        return _money(order.total_cents, order.currency)
+        return money_format(cents=order.total_cents, currency=order.currency)
 
 
 @admin.register(Refund)
@@ -79,4 +76,4 @@ class RefundAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="amount", ordering="amount_cents")
     def amount(self, refund: Refund) -> str:
-        return _money(refund.amount_cents, refund.order.currency)
+        return money_format(cents=refund.amount_cents, currency=refund.order.currency)

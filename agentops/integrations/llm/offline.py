@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from agentops.integrations.llm import ModelResponse
+from agentops.money import money_format
 
 _REFERENCE = re.compile(r"\b(ORD-\d{3,10}|1Z[0-9A-Z]{16})\b", re.IGNORECASE)
 _REFUND_WORDS = re.compile(
@@ -27,7 +28,6 @@ _AMOUNT = re.compile(
     r"(?:([$€£])\s?(\d[\d,]*(?:\.\d{1,2})?))|(?:\b(\d[\d,]*(?:\.\d{1,2})?)\s?(USD|EUR|GBP)\b)"
 )
 _EMAIL_LINE = re.compile(r"^Ticket from:\s*(\S+)", re.MULTILINE)
-_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,6 @@ def parse_ticket(text: str) -> ParsedTicket:
         wants_refund=bool(_REFUND_WORDS.search(text)),
         amount_cents=amount_cents,
     )
-
-
-def money(cents: int, currency: str) -> str:
-    symbol = _SYMBOLS.get(currency.upper())
-    value = f"{cents / 100:,.2f}"
-    return f"{symbol}{value}" if symbol else f"{value} {currency}"
 
 
 @dataclass
@@ -179,7 +173,7 @@ class OfflineModel:
         amount = parsed.amount_cents or order["refundable_cents"] or order["total_cents"]
         return (
             f"The customer asks for a refund on {order['order_id']}; "
-            f"I'll refund {money(amount, order['currency'])}.",
+            f"I'll refund {money_format(cents=amount, currency=order['currency'])}.",
             (
                 "issue_refund",
                 {
@@ -193,7 +187,9 @@ class OfflineModel:
     def _after_refund(self, parsed: ParsedTicket, calls: list[_Call], call: _Call):
         order_id = call.input.get("order_id", "")
         if not call.is_error:
-            amount = money(call.result["amount_cents"], call.result["currency"])
+            amount = money_format(
+                cents=call.result["amount_cents"], currency=call.result["currency"]
+            )
             return "The refund went through.", _reply(
                 f"I've issued a refund of {amount} for order {order_id}. It should reach your "
                 "original payment method within 5-10 business days."
