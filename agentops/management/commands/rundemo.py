@@ -163,9 +163,10 @@ class Command(BaseCommand):
                 ) from exc
 
     def _collect_static(self) -> None:
-        # With DEBUG off the stylesheet URLs come from the hashed manifest, which
-        # only collectstatic writes; a second run copies nothing and is quick.
-        call_command("collectstatic", interactive=False, verbosity=0)
+        # With STATIC_MANIFEST on, stylesheet URLs come from the hashed manifest,
+        # which only collectstatic writes; otherwise whitenoise serves the sources.
+        if "Manifest" in settings.STORAGES["staticfiles"]["BACKEND"]:
+            call_command("collectstatic", interactive=False, verbosity=0)
 
     def _start(self, child: Child, env: dict[str, str], before_exec) -> None:
         child.process = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed argv
