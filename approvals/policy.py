@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 from django.conf import settings
 
+from agentops.money import money_format
 from approvals.models import RiskPolicy
 
 AUTO = "auto"
@@ -42,7 +43,10 @@ def policy_evaluate(*, tool: str, amount_cents: int | None, currency: str = "") 
         return PolicyDecision(AUTO, (RuleResult("no_policy", False, f"{tool} runs automatically"),))
     threshold = _approval_threshold(tool=tool, currency=currency)
     over = amount_cents > threshold
-    detail = f"{amount_cents} {currency} {'>' if over else '<='} threshold {threshold} {currency}"
+    detail = (
+        f"{money_format(cents=amount_cents, currency=currency)} {'>' if over else '<='} "
+        f"approval threshold {money_format(cents=threshold, currency=currency)}"
+    )
     return PolicyDecision(
         APPROVAL if over else AUTO, (RuleResult("approval_threshold", over, detail),)
     )
