@@ -13,7 +13,29 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("AGENTOPS_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-env = environ.Env()
+
+class StrictEnv(environ.Env):
+    """django-environ, but a value that does not parse stops start-up with its name.
+
+    Plain django-environ raises a bare ValueError for RUN_MAX_STEPS=abc and reads
+    DEBUG=maybe as False; here both are ImproperlyConfigured.
+    """
+
+    _BOOLEAN_FALSE_STRINGS = ("false", "off", "no", "n", "0", "")
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        raw = self.ENVIRON.get(f"{self.prefix}{var}")
+        if cast is bool and raw is not None:
+            allowed = self.BOOLEAN_TRUE_STRINGS + self._BOOLEAN_FALSE_STRINGS
+            if raw.strip().lower() not in allowed:
+                raise ImproperlyConfigured(f"{var} must be true or false, got {raw!r}")
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except (ValueError, TypeError) as exc:
+            raise ImproperlyConfigured(f"{var} has an invalid value {raw!r}: {exc}") from exc
+
+
+env = StrictEnv()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 
@@ -161,13 +183,32 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
 # Replies to customers go out through this mailer; the demo prints them to the console.
-MAILERS = {
-    "default": {
-        "BACKEND": env.str(
-            "EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
-        )
+# Production sets EMAIL_URL (smtp+tls://user:password@host:587) or another EMAIL_BACKEND.
+_email_url = env.str("EMAIL_URL", default="")
+if _email_url:
+    _email = environ.Env.email_url_config(_email_url)
+    MAILERS = {
+        "default": {
+            "BACKEND": _email["EMAIL_BACKEND"],
+            "OPTIONS": {
+                "host": _email.get("EMAIL_HOST"),
+                "port": _email.get("EMAIL_PORT"),
+                "username": _email.get("EMAIL_HOST_USER"),
+                "password": _email.get("EMAIL_HOST_PASSWORD"),
+                "use_tls": _email.get("EMAIL_USE_TLS", False),
+                "use_ssl": _email.get("EMAIL_USE_SSL", False),
+                "timeout": 10,
+            },
+        }
     }
-}
+else:
+    MAILERS = {
+        "default": {
+            "BACKEND": env.str(
+                "EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
+            )
+        }
+    }
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="support@agentops.local")
 
 LOGGING = {

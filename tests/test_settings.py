@@ -16,7 +16,7 @@ PRODUCTION = {
     "DEBUG": "false",
     "HTTPS": "true",
     "ALLOWED_HOSTS": "agentops.example.com",
-    "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+    "EMAIL_URL": "smtp+tls://agentops:secret@mail.example.com:587",
 }
 
 
@@ -68,6 +68,8 @@ def test_it_flags_the_embedded_demo_secret_key_in_production(tmp_path):
         ("GATEWAY_RATE_LIMIT", "-0.1", "GATEWAY_RATE_LIMIT must be between 0 and 1"),
         ("ANTHROPIC_TIMEOUT_SECONDS", "0", "ANTHROPIC_TIMEOUT_SECONDS must be greater than 0"),
         ("PAYMENTS_BACKEND", "stripe", "PAYMENTS_BACKEND must be 'simulated'"),
+        ("RUN_MAX_STEPS", "abc", "RUN_MAX_STEPS has an invalid value 'abc'"),
+        ("DEBUG", "maybe", "DEBUG must be true or false, got 'maybe'"),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value(tmp_path, name, value, message):
@@ -112,3 +114,20 @@ def test_readme_documents_every_variable_settings_reads():
     readme = (BASE_DIR / "README.md").read_text()
 
     assert {name for name in variables_read_by_settings() if f"`{name}`" not in readme} == set()
+
+
+def test_an_email_url_configures_the_smtp_mailer(tmp_path):
+    result = manage(
+        "shell",
+        "-c",
+        "from django.core.mail import mailers; m = mailers['default']; "
+        "print(type(m).__name__, m.host, m.port, m.use_tls)",
+        env={"EMAIL_URL": "smtp+tls://user:secret@mail.example.com:587"},
+        tmp_path=tmp_path,
+    )
+    assert result.stdout.strip().splitlines()[-1].split() == [
+        "EmailBackend",
+        "mail.example.com",
+        "587",
+        "True",
+    ]
