@@ -7,7 +7,7 @@ PORT ?= 8000
 VENV_BIN := .venv/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format
+.PHONY: help install browser demo test lint format
 
 help: ## Show this help
 	@echo "agentops: run LLM support agents in production, safely."
@@ -27,7 +27,17 @@ demo: install ## Migrate, seed the demo shop and tickets, run web + worker + bea
 	$(VENV_BIN)/python manage.py seed_demo
 	$(VENV_BIN)/python manage.py rundemo --port $(PORT)
 
-test: install ## Lint, then the whole test suite
+browser: ## Install Debian's chromium for the browser tests, if it is missing
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "Installing Debian's chromium for the browser tests."; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else \
+			echo "The browser tests need /usr/bin/chromium: run 'sudo apt-get install chromium'."; \
+		fi; \
+	fi
+
+test: install browser ## Lint, then the whole test suite
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/pytest
 
