@@ -161,6 +161,10 @@ class Runner:
                     return self.handle_tool_use(tool_use, last)
         return self.model_step()
 
+    def _span(self, **fields) -> Span:
+        """A started span of this run, under its root span."""
+        return span_build(run=self.run, parent_span_id=self.root_span_id, **fields)
+
     # --- steps -------------------------------------------------------------------
 
     def begin(self) -> None:
@@ -256,13 +260,11 @@ class Runner:
         step = self.run.model_calls
         name = str(tool_use.get("name", ""))
         raw_input = tool_use.get("input")
-        validate = span_build(
-            run=self.run,
+        validate = self._span(
             kind=Span.Kind.VALIDATE,
             name=name or "(no name)",
             step=step,
             input={"tool_use_id": tool_use.get("id"), "input": raw_input},
-            parent_span_id=self.root_span_id,
             attributes={"tool": name},
         )
         tool = TOOLS.get(name)
@@ -385,13 +387,11 @@ class Runner:
         decision = policy_evaluate(
             tool=tool.name, amount_cents=resolved.amount_cents, currency=resolved.currency
         )
-        policy = span_build(
-            run=self.run,
+        policy = self._span(
             kind=Span.Kind.POLICY,
             name=tool.name,
             step=step,
             input=resolved.args,
-            parent_span_id=self.root_span_id,
         )
         tripped = [r.rule for r in decision.tripped]
         span_finish(
@@ -416,13 +416,11 @@ class Runner:
         if tool.is_reply:
             hold = grounding.reply_hold_reason(body=resolved.args["body"], ticket_id=self.ticket.pk)
             if hold:
-                reply = span_build(
-                    run=self.run,
+                reply = self._span(
                     kind=Span.Kind.REPLY,
                     name="grounding",
                     step=step,
                     input=resolved.args,
-                    parent_span_id=self.root_span_id,
                 )
                 span_finish(reply, output={"held": True}, error_class=TERMINAL, error_message=hold)
                 spans.append(reply)
@@ -441,13 +439,11 @@ class Runner:
             .select_related("decided_by")
             .first()
         )
-        span = span_build(
-            run=self.run,
+        span = self._span(
             kind=Span.Kind.APPROVAL,
             name=tool.name,
             step=step,
             input=resolved.args,
-            parent_span_id=self.root_span_id,
         )
         if action is None:
             reasoning = "\n".join(
@@ -551,13 +547,11 @@ class Runner:
                 self._save()  # renew the lease with the spans so far
                 Span.objects.bulk_create(spans)
         if mismatch is not None:
-            span = span_build(
-                run=self.run,
+            span = self._span(
                 kind=Span.Kind.TOOL,
                 name=tool.name,
                 step=step,
                 input=resolved.args,
-                parent_span_id=self.root_span_id,
                 attributes={"idempotency_key": key},
             )
             span_finish(
@@ -647,13 +641,11 @@ class Runner:
     def _answer_from_ledger(
         self, tool_use, tool, resolved, effect, step, attrs, *, replayed
     ) -> None:
-        span = span_build(
-            run=self.run,
+        span = self._span(
             kind=Span.Kind.TOOL,
             name=tool.name,
             step=step,
             input=resolved.args,
-            parent_span_id=self.root_span_id,
             attributes=attrs,
         )
         if effect.status == Effect.Status.SUCCEEDED:
@@ -693,8 +685,7 @@ class Runner:
         """
         limit = max_attempts()
         for attempt in range(1, limit + 1):
-            span = span_build(
-                run=self.run,
+            span = self._span(
                 kind=kind,
                 name=name,
                 step=step,
@@ -702,7 +693,6 @@ class Runner:
                 model=model,
                 input=span_input,
                 attributes=attributes,
-                parent_span_id=self.root_span_id,
             )
             if open_first:
                 # Written before the outside call: a crash leaves it visibly unfinished.
