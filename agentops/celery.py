@@ -21,6 +21,8 @@ app.conf.update(
     task_track_started=False,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
+    # print() and the console mail backend write to stdout: that is not a warning.
+    worker_redirect_stdouts_level="INFO",
     task_default_queue="agentops",
     beat_schedule={
         "sweep-stale-runs": {"task": "agentops.tasks.sweep_stale_runs", "schedule": 30.0},
