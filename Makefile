@@ -7,7 +7,7 @@ PORT ?= 8000
 VENV_BIN := .venv/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test lint format
+.PHONY: help install browser demo test bench lint format
 
 help: ## Show this help
 	@echo "agentops: run LLM support agents in production, safely."
@@ -40,6 +40,19 @@ browser: ## Install Debian's chromium for the browser tests, if it is missing
 test: install browser ## Lint, then the whole test suite
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/pytest
+
+# The benchmark needs PostgreSQL and a real broker; these are this machine's.
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/agentops_bench
+BENCH_BROKER_URL ?= redis://127.0.0.1:6379/7
+
+bench: install ## Throughput and latency against the floor (PostgreSQL + Redis)
+	@psql "$(BENCH_DATABASE_URL)" -tAc 'SELECT 1' >/dev/null 2>&1 || \
+		createdb "$$(echo '$(BENCH_DATABASE_URL)' | sed 's|/[^/]*$$|/postgres|')" 2>/dev/null || \
+		psql "$$(echo '$(BENCH_DATABASE_URL)' | sed 's|/[^/]*$$|/postgres|')" -c "CREATE DATABASE $$(basename '$(BENCH_DATABASE_URL)')"
+	DATABASE_URL=$(BENCH_DATABASE_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) \
+		$(VENV_BIN)/python manage.py migrate --no-input -v0
+	DATABASE_URL=$(BENCH_DATABASE_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) \
+		$(VENV_BIN)/python manage.py bench
 
 lint: install ## ruff check and ruff format --check
 	$(VENV_BIN)/ruff check .

@@ -29,3 +29,5 @@ app.conf.update(
     },
 )
 app.autodiscover_tasks()
+# The benchmark's floor task lives outside the apps' tasks modules.
+app.conf.include = ["agentops.bench.floor"]

@@ -15,23 +15,15 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
+from agentops.bench.runner import database_url
 from agentops.celery import app as celery_app
 from agentops.models import Run
 
 ROOT = Path(__file__).resolve().parents[2]
 WAITING = (Run.Status.QUEUED, Run.Status.RUNNING)
-# One queue per test session: Celery caches its router, so the route is set once.
+# One queue per test session, so a demo's leftovers on the same broker never reach it.
 QUEUE = f"agentops-test-{uuid.uuid4().hex[:10]}"
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{Path(db['NAME']).resolve()}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 class Worker:
@@ -40,7 +32,7 @@ class Worker:
         self.log = Path(settings.VAR_DIR) / f"worker-{queue}.log"
         full_env = {
             **os.environ,
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": database_url(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "AGENTOPS_VAR_DIR": str(settings.VAR_DIR),
             "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
@@ -101,6 +93,9 @@ def start_worker(transactional_db):
     workers: list[Worker] = []
     queue = QUEUE
     celery_app.conf.task_routes = {"agentops.tasks.*": {"queue": queue}}
+    # Celery caches its routing table and router on first send; rebuild both.
+    celery_app.amqp.flush_routes()
+    celery_app.amqp.__dict__.pop("router", None)
 
     def start(*, env: dict[str, str] | None = None, concurrency: int = 2) -> Worker:
         worker = Worker(queue, env or {}, concurrency)

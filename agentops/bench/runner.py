@@ -1,0 +1,267 @@
+"""Runs the throughput benchmark: real workers, PostgreSQL, the configured broker.
+
+Workload: one ticket is the standard refund run (model → lookup_order → model →
+issue_refund → model → send_reply → model) with the offline model and the
+simulated gateway at zero latency, every safeguard on. The floor is a bare
+Celery task doing five single-row INSERTs per ticket. Both are measured in the
+same run, on the same database, broker and worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from agentops.bench.floor import TABLE, bench_floor_ticket
+from agentops.models import Run, Ticket
+from agentops.services import new_trace_id
+from agentops.shop.models import Customer, Order
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class DbCounters:
+    xid: int
+    wal_lsn: str
+    inserted: int
+    updated: int
+    deleted: int
+
+    @classmethod
+    def read(cls) -> DbCounters:
+        with connection.cursor() as cursor:
+            # A transaction gets an id only when it writes: ids consumed = write transactions.
+            cursor.execute("SELECT pg_current_xact_id()::text::bigint, pg_current_wal_lsn()::text")
+            xid, lsn = cursor.fetchone()
+            cursor.execute(
+                "SELECT tup_inserted, tup_updated, tup_deleted FROM pg_stat_database "
+                "WHERE datname = current_database()"
+            )
+            inserted, updated, deleted = cursor.fetchone()
+        return cls(xid, lsn, inserted, updated, deleted)
+
+    def minus(self, before: DbCounters) -> dict:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_wal_lsn_diff(%s, %s)", [self.wal_lsn, before.wal_lsn])
+            wal = int(cursor.fetchone()[0])
+        return {
+            # Each read of the counters itself consumes one transaction id.
+            "write_transactions": self.xid - before.xid - 1,
+            "wal_bytes": wal,
+            "rows_written": (self.inserted - before.inserted)
+            + (self.updated - before.updated)
+            + (self.deleted - before.deleted),
+        }
+
+
+def database_url() -> str:
+    """The URL of the database this process is connected to (the test database in tests)."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@dataclass
+class Workers:
+    processes: int
+    env: dict[str, str]
+    queue: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
+    process: subprocess.Popen | None = None
+    log: Path | None = None
+
+    def start(self) -> None:
+        self.log = Path(settings.VAR_DIR) / f"{self.queue}.log"
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "agentops",
+                "worker",
+                "-Q",
+                self.queue,
+                "--concurrency",
+                str(self.processes),
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"{self.queue}@%h",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": database_url(), **self.env},
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{self.log.read_text()[-2000:]}")
+            if len(self.children()) >= self.processes:
+                time.sleep(1.0)  # let the consumer connect
+                return
+            time.sleep(0.2)
+        raise RuntimeError("workers did not start in 60 s")
+
+    def children(self) -> list[int]:
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return [int(p) for p in path.read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def rss_kib(self) -> list[int]:
+        sizes = []
+        for pid in self.children():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes.append(int(line.split()[1]))
+        return sizes
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def tickets_create(count: int, *, tag: str) -> list[int]:
+    """Orders and tickets for `count` auto-approved refunds; returns the run ids."""
+    now = timezone.now()
+    first = 5_000_000_000 + Order.objects.count()  # order ids are ORD- and up to 10 digits
+    customers = Customer.objects.bulk_create(
+        [Customer(email=f"{tag}-{i}@bench.example", name=f"Bench {i}") for i in range(count)]
+    )
+    orders = Order.objects.bulk_create(
+        [
+            Order(
+                order_id=f"ORD-{first + i}",
+                customer=c,
+                total_cents=2000,
+                currency="USD",
+                status=Order.Status.DELIVERED,
+                placed_at=now - timedelta(days=3),
+                delivered_at=now - timedelta(days=1),
+                payment_ref=f"pi_bench_{tag}_{i}",
+            )
+            for i, c in enumerate(customers)
+        ]
+    )
+    tickets = Ticket.objects.bulk_create(
+        [
+            Ticket(
+                customer_email=o.customer.email,
+                subject=f"Refund {o.order_id}",
+                body=f"My order {o.order_id} arrived broken. Please refund it.",
+                source=Ticket.Source.COMMAND,
+            )
+            for o in orders
+        ]
+    )
+    runs = Run.objects.bulk_create([Run(ticket=t, trace_id=new_trace_id()) for t in tickets])
+    return [r.pk for r in runs]
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+def measure_agentops(count: int, *, queue: str) -> dict:
+    from agentops.tasks import advance_run
+
+    run_ids = tickets_create(count, tag=uuid.uuid4().hex[:8])
+    before = DbCounters.read()
+    started = timezone.now()
+    for run_id in run_ids:
+        advance_run.apply_async((run_id,), queue=queue)
+    unfinished = Run.objects.filter(pk__in=run_ids).exclude(status__in=Run.FINAL_STATUSES)
+    _wait(lambda: not unfinished.exists(), timeout=600, what="agentops runs")
+    finished = Run.objects.filter(pk__in=run_ids).aggregate(last=Max("finished_at"))["last"]
+    after = DbCounters.read()
+    not_resolved = Run.objects.filter(pk__in=run_ids).exclude(status=Run.Status.RESOLVED).count()
+    if not_resolved:
+        raise RuntimeError(f"{not_resolved} benchmark runs did not resolve")
+    seconds = (finished - started).total_seconds()
+    return {
+        "tickets": count,
+        "seconds": seconds,
+        "per_second": count / seconds,
+        **{k: v / count for k, v in after.minus(before).items()},
+    }
+
+
+def measure_floor(count: int, *, queue: str) -> dict:
+    base = 1_000_000_000 + int(time.time() * 1000) % 1_000_000_000
+    before = DbCounters.read()
+    started = timezone.now()
+    for i in range(count):
+        bench_floor_ticket.apply_async((base + i,), queue=queue)
+
+    def done() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE ticket >= %s", [base])  # noqa: S608
+            return cursor.fetchone()[0] >= 5 * count
+
+    _wait(done, timeout=600, what="floor tasks")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT max(created_at) FROM {TABLE} WHERE ticket >= %s", [base])  # noqa: S608
+        finished = cursor.fetchone()[0]
+    after = DbCounters.read()
+    seconds = (finished - started).total_seconds()
+    return {
+        "tickets": count,
+        "seconds": seconds,
+        "per_second": count / seconds,
+        **{k: v / count for k, v in after.minus(before).items()},
+    }
+
+
+def measure_latency(count: int, *, queue: str) -> list[float]:
+    """Enqueue → resolved, one ticket at a time, from the database's own timestamps."""
+    from agentops.tasks import advance_run
+
+    latencies = []
+    for run_id in tickets_create(count, tag=uuid.uuid4().hex[:8]):
+        with transaction.atomic():
+            Run.objects.filter(pk=run_id).update(created_at=timezone.now())
+        advance_run.apply_async((run_id,), queue=queue)
+        run = Run.objects.filter(pk=run_id)
+        _wait(lambda run=run: run.filter(status__in=Run.FINAL_STATUSES).exists(), 60, "a run")
+        created, finished = run.values_list("created_at", "finished_at").get()
+        latencies.append((finished - created).total_seconds() * 1000)
+    return latencies
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def median_of(rounds: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rounds)

@@ -1,0 +1,110 @@
+"""`manage.py bench`: agentops's throughput and latency against the floor, same run."""
+
+from __future__ import annotations
+
+import platform
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+
+from agentops.bench.floor import floor_table_create
+from agentops.bench.runner import (
+    Workers,
+    measure_agentops,
+    measure_floor,
+    measure_latency,
+    median_of,
+    percentile,
+)
+
+
+class Command(BaseCommand):
+    help = "Benchmark agentops against a bare Celery task doing 5 INSERTs per ticket."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tickets", type=int, default=1000, help="tickets per round")
+        parser.add_argument("--rounds", type=int, default=3)
+        parser.add_argument("--warmup", type=int, default=100)
+        parser.add_argument("--latency-tickets", type=int, default=200)
+        parser.add_argument("--processes", type=int, default=2, help="worker processes")
+
+    def handle(self, *args, tickets, rounds, warmup, latency_tickets, processes, **opts):
+        if connection.vendor != "postgresql":
+            raise CommandError("The benchmark runs on PostgreSQL: set DATABASE_URL.")
+        if settings.CELERY_BROKER_URL.startswith("filesystem"):
+            raise CommandError("The benchmark needs a real broker: set CELERY_BROKER_URL.")
+        floor_table_create()
+        workers = Workers(
+            processes=processes,
+            env={
+                "OFFLINE_MODEL_LATENCY_MS": "0",
+                "GATEWAY_LATENCY_MS": "0",
+                "GATEWAY_TIMEOUT_AFTER_COMMIT": "0",
+                "GATEWAY_RATE_LIMIT": "0",
+                "GATEWAY_SERVER_ERROR": "0",
+                "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+                "LOG_LEVEL": "WARNING",
+            },
+        )
+        out = self.stdout.write
+        out(
+            f"machine: {platform.node()} {platform.machine()}, {_cpus()} CPUs, "
+            f"Python {platform.python_version()}, PostgreSQL {connection.pg_version}, "
+            f"broker {settings.CELERY_BROKER_URL.split('://')[0]}"
+        )
+        out(
+            f"workload: {tickets} tickets x {rounds} rounds (median quoted), warm-up {warmup}, "
+            f"{processes} worker processes"
+        )
+        workers.start()
+        try:
+            measure_agentops(warmup, queue=workers.queue)
+            measure_floor(warmup, queue=workers.queue)
+            rss_before = workers.rss_kib()
+            ours, floor = [], []
+            for n in range(1, rounds + 1):
+                floor.append(measure_floor(tickets, queue=workers.queue))
+                ours.append(measure_agentops(tickets, queue=workers.queue))
+                out(
+                    f"  round {n}: agentops {ours[-1]['per_second']:.1f}/s, "
+                    f"floor {floor[-1]['per_second']:.1f}/s"
+                )
+            latencies = measure_latency(latency_tickets, queue=workers.queue)
+            rss_after = workers.rss_kib()
+        finally:
+            workers.stop()
+
+        ours_rate, floor_rate = median_of(ours, "per_second"), median_of(floor, "per_second")
+        out("")
+        out(f"{'':32}{'agentops':>12}{'floor':>12}")
+        out(f"{'tickets/s (median)':32}{ours_rate:>12.1f}{floor_rate:>12.1f}")
+        out(f"{'ratio agentops / floor':32}{ours_rate / floor_rate:>12.2f}")
+        for key, label in [
+            ("write_transactions", "write transactions / ticket"),
+            ("wal_bytes", "WAL bytes / ticket"),
+            ("rows_written", "rows written / ticket"),
+        ]:
+            out(f"{label:32}{median_of(ours, key):>12.1f}{median_of(floor, key):>12.1f}")
+        out(
+            "statements / ticket: pg_stat_statements is not enabled on this server"
+            if not _has_pg_stat_statements()
+            else ""
+        )
+        out(
+            f"enqueue -> resolved, one at a time ({len(latencies)} tickets): "
+            f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms"
+        )
+        out(f"worker RSS (KiB per process): before {rss_before}, after {rss_after}")
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def _has_pg_stat_statements() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'")
+        return cursor.fetchone() is not None
