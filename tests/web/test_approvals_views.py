@@ -128,8 +128,11 @@ def test_it_refuses_get_on_the_decision_urls(lead_client, awaiting, name):
 @pytest.mark.parametrize("name", ["approval_approve", "approval_reject"])
 def test_it_answers_404_for_an_unknown_action(lead_client, name):
     url = reverse(name, args=["00000000-0000-0000-0000-000000000000"])
-    assert lead_client.post(url, {"reason": "x"}).status_code == 404
-    assert lead_client.post(url, {"reason": "x"}, headers=HX).status_code == 404
+    assert lead_client.post(url, {"reason_code": "over_policy", "reason": "x"}).status_code == 404
+    assert (
+        lead_client.post(url, {"reason_code": "over_policy", "reason": "x"}, headers=HX).status_code
+        == 404
+    )
 
 
 def test_it_sends_anonymous_decisions_to_the_login_page(client, awaiting):
@@ -261,7 +264,7 @@ def test_it_tells_a_late_rejecter_without_htmx_who_approved(
     response = post(
         second,
         reject_url(awaiting),
-        {"reason": "too much"},
+        {"reason_code": "over_policy", "reason": "too much"},
         capture=django_capture_on_commit_callbacks,
     )
     assert response.status_code == 302
@@ -280,7 +283,7 @@ def test_it_rejects_with_a_reason_and_resumes_the_run(
     response = post(
         lead_client,
         reject_url(awaiting),
-        {"reason": "  Order is outside the 30-day window  "},
+        {"reason_code": "over_policy", "reason": "  Order is outside the 30-day window  "},
         htmx=True,
         capture=django_capture_on_commit_callbacks,
     )
@@ -300,7 +303,7 @@ def test_it_rejects_with_a_reason_and_resumes_the_run(
 def test_it_decides_nothing_when_a_rejection_has_no_reason(
     lead_client, awaiting, enqueued_runs, django_capture_on_commit_callbacks, reason
 ):
-    data = {} if reason is None else {"reason": reason}
+    data = {} if reason is None else {"reason_code": "over_policy", "reason": reason}
     response = post(
         lead_client,
         reject_url(awaiting),
@@ -325,7 +328,7 @@ def test_it_shows_the_missing_reason_on_the_full_page_without_htmx(
     response = post(
         lead_client,
         reject_url(awaiting),
-        {"reason": ""},
+        {"reason_code": "over_policy", "reason": ""},
         capture=django_capture_on_commit_callbacks,
     )
     assert response.status_code == 422
@@ -337,7 +340,12 @@ def test_it_shows_the_missing_reason_on_the_full_page_without_htmx(
 
 def test_it_forbids_staff_without_the_permission_to_reject(client, staff_viewer, awaiting):
     client.force_login(staff_viewer)
-    assert client.post(reject_url(awaiting), {"reason": "no"}, headers=HX).status_code == 403
+    assert (
+        client.post(
+            reject_url(awaiting), {"reason_code": "over_policy", "reason": "no"}, headers=HX
+        ).status_code
+        == 403
+    )
     awaiting.refresh_from_db()
     assert awaiting.status == PendingAction.Status.PENDING
 
