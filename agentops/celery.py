@@ -26,6 +26,10 @@ app.conf.update(
     task_default_queue="agentops",
     beat_schedule={
         "sweep-stale-runs": {"task": "agentops.tasks.sweep_stale_runs", "schedule": 30.0},
+        "expire-pending-actions": {
+            "task": "approvals.tasks.expire_pending_actions",
+            "schedule": 60.0,
+        },
     },
 )
 app.autodiscover_tasks()

@@ -273,6 +273,27 @@ RETRY_MAX_DELAY_SECONDS = env.float("RETRY_MAX_DELAY_SECONDS", default=8.0)
 # Refunds above this (minor units, in the order's currency) wait for a person
 # unless an admin-edited RiskPolicy for the currency says otherwise.
 DEFAULT_APPROVAL_THRESHOLD_CENTS = env.int("DEFAULT_APPROVAL_THRESHOLD_CENTS", default=5000)
+# The share of new tickets (0-100) the agent handles when no admin setting exists;
+# the rest go straight to a person. The admin's "autonomy share" overrides it.
+AUTONOMY_SHARE_PERCENT = env.int("AUTONOMY_SHARE_PERCENT", default=100)
+if not 0 <= AUTONOMY_SHARE_PERCENT <= 100:
+    raise ImproperlyConfigured(
+        f"AUTONOMY_SHARE_PERCENT must be 0 to 100, got {AUTONOMY_SHARE_PERCENT}"
+    )
+# A pending action older than this expires (beat checks every minute) and its run escalates.
+APPROVAL_EXPIRE_AFTER_SECONDS = int(
+    _positive(
+        env.int("APPROVAL_EXPIRE_AFTER_SECONDS", default=86400), "APPROVAL_EXPIRE_AFTER_SECONDS"
+    )
+)
+# The approvals queue colours an action amber after half of this and red after all of it.
+APPROVAL_SLA_SECONDS = int(
+    _positive(env.int("APPROVAL_SLA_SECONDS", default=3600), "APPROVAL_SLA_SECONDS")
+)
+# A Slack-compatible incoming webhook told about each new pending action; empty: none.
+APPROVALS_WEBHOOK_URL = env.str("APPROVALS_WEBHOOK_URL", default="")
+# The site's address, for links in notifications.
+SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
 
 # --- Payments --------------------------------------------------------------
 

@@ -27,14 +27,28 @@ def _user(django_user_model, username, *, staff=False, superuser=False, perms=()
     return user
 
 
+LEAD_LIMIT_CENTS = 20_000  # a support lead approves up to 200.00 per currency
+FINANCE_LIMIT_CENTS = 1_000_000
+
+
+def _limits(user, cents: int, currencies=("USD", "EUR", "GBP", "CHF")):
+    from approvals.models import ApprovalLimit
+
+    for currency in currencies:
+        ApprovalLimit.objects.create(user=user, currency=currency, max_amount_cents=cents)
+    return user
+
+
 @pytest.fixture
 def support_lead(django_user_model):
-    return _user(django_user_model, "lead", staff=True, perms=["approvals.decide_pendingaction"])
+    user = _user(django_user_model, "lead", staff=True, perms=["approvals.decide_pendingaction"])
+    return _limits(user, LEAD_LIMIT_CENTS)
 
 
 @pytest.fixture
 def finance(django_user_model):
-    return _user(django_user_model, "finance", staff=True, perms=["approvals.decide_pendingaction"])
+    user = _user(django_user_model, "finance", staff=True, perms=["approvals.decide_pendingaction"])
+    return _limits(user, FINANCE_LIMIT_CENTS)
 
 
 @pytest.fixture
@@ -71,4 +85,25 @@ def enqueued_runs(request, monkeypatch):
         transaction.on_commit(lambda: calls.append(run_id))
 
     monkeypatch.setattr(services, "run_enqueue_on_commit", capture)
+    yield calls
+
+
+@pytest.fixture(autouse=True)
+def notified_actions(request, monkeypatch):
+    """Pending-action ids whose approvers would have been notified (after commit).
+
+    Tests marked `worker` send them to the real worker.
+    """
+    calls: list[int] = []
+    if request.node.get_closest_marker("worker"):
+        yield calls
+        return
+    from django.db import transaction
+
+    from approvals import services
+
+    def capture(*, action_id: int) -> None:
+        transaction.on_commit(lambda: calls.append(action_id))
+
+    monkeypatch.setattr(services, "action_notify_on_commit", capture)
     yield calls

@@ -17,6 +17,7 @@ class RefundInfo:
     amount_cents: int
     created_at: datetime
     reason: str = ""
+    order_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ class OrderDirectory(Protocol):
     def find_by_tracking_number(self, tracking_number: str) -> OrderInfo | None: ...
 
     def for_customer(self, email: str) -> list[OrderInfo]: ...
+
+    def refunds_for_customer(self, email: str, *, since: datetime) -> list[RefundInfo]:
+        """Every refund on the customer's orders made at or after `since`, oldest first."""
+        ...
 
     def record_refund(
         self, *, order_id: str, amount_cents: int, reference: str, reason: str

@@ -41,7 +41,8 @@ from agentops.runtime.retry import backoff_delay, max_attempts
 from agentops.runtime.tools import TOOLS, Resolved, Tool, ToolContext, tool_definitions
 from agentops.runtime.triage import triage_ticket
 from approvals.models import PendingAction
-from approvals.policy import APPROVAL, BLOCK, policy_evaluate
+from approvals.policy import APPROVAL, BLOCK, autonomy_check, policy_evaluate_call
+from approvals.services import action_propose
 from traces.models import Span
 from traces.services import span_build, span_finish
 
@@ -148,8 +149,7 @@ class Runner:
     def step(self) -> str | None:
         messages = self.run.messages
         if not messages:
-            self.begin()
-            return None
+            return self.begin()
         last = messages[-1]
         if last["role"] == "assistant":
             tool_uses = [b for b in last["content"] if b.get("type") == "tool_use"]
@@ -167,8 +167,19 @@ class Runner:
 
     # --- steps -------------------------------------------------------------------
 
-    def begin(self) -> None:
+    def begin(self) -> str | None:
         """Triage the ticket, route it, and open the conversation."""
+        autonomy = autonomy_check(ticket=self.ticket)
+        if not autonomy.admitted:
+            # Outside the autonomy share: straight to a person, before any model call.
+            span = self._span(kind=Span.Kind.POLICY, name="autonomy_share", step=0)
+            span_finish(
+                span,
+                output={"bucket": autonomy.bucket, "share_percent": autonomy.share_percent},
+                error_class=POLICY,
+                error_message=autonomy.reason,
+            )
+            return self._end(Run.Status.ESCALATED, autonomy.reason, spans=[span])
         decision = triage_ticket(self.ticket)
         root = span_build(
             run=self.run,
@@ -384,9 +395,7 @@ class Runner:
         assistant: dict,
     ) -> str | None:
         spans = [validate]
-        decision = policy_evaluate(
-            tool=tool.name, amount_cents=resolved.amount_cents, currency=resolved.currency
-        )
+        decision = policy_evaluate_call(tool=tool.name, resolved=resolved, run=self.run)
         policy = self._span(
             kind=Span.Kind.POLICY,
             name=tool.name,
@@ -396,7 +405,12 @@ class Runner:
         tripped = [r.rule for r in decision.tripped]
         span_finish(
             policy,
-            output={"outcome": decision.outcome, "rules": decision.as_list()},
+            output={
+                "outcome": decision.outcome,
+                "rules": decision.as_list(),
+                "policy_version": decision.version_label,
+                "approvals_required": decision.approvals_required,
+            },
             error_class=POLICY if decision.outcome == BLOCK else "",
             error_message=", ".join(tripped) if decision.outcome == BLOCK else "",
         )
@@ -452,14 +466,12 @@ class Runner:
             span_finish(span, output={"status": "pending", "rules": decision.as_list()})
             spans.append(span)
             with transaction.atomic():
-                PendingAction.objects.create(
+                action_propose(
                     run=self.run,
                     tool_use_id=tool_use["id"],
                     tool=tool.name,
-                    args=resolved.args,
-                    amount_cents=resolved.amount_cents,
-                    currency=resolved.currency,
-                    rules=decision.as_list(),
+                    resolved=resolved,
+                    decision=decision,
                     reasoning=reasoning,
                 )
                 self._park(spans)

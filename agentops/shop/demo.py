@@ -43,7 +43,7 @@ from agentops.models import Ticket
 from agentops.services import ticket_submit
 from agentops.shop.models import Customer, Order, Refund
 from agentops.simgateway.models import ProviderRefund, ScriptedFault
-from approvals.models import RiskPolicy
+from approvals.models import ApprovalLimit, RiskPolicy
 
 # The demo is meant to be logged into; production never runs seed_demo.
 DEMO_PASSWORD = "agentops-demo"  # noqa: S105
@@ -56,6 +56,9 @@ VIEW_PERMISSIONS = (
     "shop.view_refund",
     "simgateway.view_providerrefund",
 )
+
+# The most each demo approver may approve per currency (minor units).
+APPROVAL_LIMITS = {"lead": 50_000, "finance": 5_000_000}
 
 # username, role, superuser, permissions
 USERS = (
@@ -450,6 +453,13 @@ def demo_users_seed(*, password: str = DEMO_PASSWORD) -> SeedReport:
         user.set_password(password)
         user.save()
         user.user_permissions.add(*(_permission(p) for p in (*perms, *VIEW_PERMISSIONS)))
+        if username in APPROVAL_LIMITS:
+            for currency in POLICY_CURRENCIES:
+                ApprovalLimit.objects.get_or_create(
+                    user=user,
+                    currency=currency,
+                    defaults={"max_amount_cents": APPROVAL_LIMITS[username]},
+                )
     return SeedReport(users=created)
 
 

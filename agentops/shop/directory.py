@@ -6,6 +6,8 @@ this module can save a shop row by accident and a real order API can replace it.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from agentops.integrations.orders import OrderInfo, RefundInfo
 from agentops.shop.models import Customer, Order, Refund
 
@@ -39,6 +41,7 @@ def order_info(order: Order) -> OrderInfo:
                 amount_cents=refund.amount_cents,
                 created_at=refund.created_at,
                 reason=refund.reason,
+                order_id=order.order_id,
             )
             for refund in order.refunds.all()
         ),
@@ -73,6 +76,25 @@ class ShopOrderDirectory:
         if customer is None:
             return []
         return [order_info(order) for order in self._orders().filter(customer=customer)]
+
+    def refunds_for_customer(self, email: str, *, since: datetime) -> list[RefundInfo]:
+        refunds = (
+            Refund.objects.filter(
+                order__customer__email__iexact=email.strip(), created_at__gte=since
+            )
+            .select_related("order")
+            .order_by("created_at", "pk")
+        )
+        return [
+            RefundInfo(
+                reference=refund.reference,
+                amount_cents=refund.amount_cents,
+                created_at=refund.created_at,
+                reason=refund.reason,
+                order_id=refund.order.order_id,
+            )
+            for refund in refunds
+        ]
 
     def record_refund(
         self, *, order_id: str, amount_cents: int, reference: str, reason: str

@@ -36,6 +36,7 @@ def test_the_rule_says_why_with_the_amounts():
             "rule": "approval_threshold",
             "tripped": True,
             "detail": "$129.00 > approval threshold $50.00",
+            "effect": "approval",
         }
     ]
 

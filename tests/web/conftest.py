@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from agentops.models import Effect, Run, Ticket
 from approvals.models import PendingAction
+from tests.runtime.conftest import _fast_retries, make_order, submit  # noqa: F401
 from traces.models import Span
 
 CHROMIUM = "/usr/bin/chromium"

@@ -103,15 +103,50 @@ def test_it_keeps_the_first_revocation_time(admin_client):
     assert token.revoked_at == first
 
 
-def test_it_lets_admins_edit_the_risk_policy(admin_client):
+def test_it_lets_admins_edit_the_risk_policy_and_keeps_each_change(admin_client, admin_user):
+    from approvals.models import PolicyChange
+
     policy = RiskPolicy.objects.create(currency="USD", approval_threshold_cents=5000)
     response = admin_client.post(
         change(policy),
-        {"tool": "issue_refund", "currency": "USD", "approval_threshold_cents": 7500},
+        {
+            "tool": "issue_refund",
+            "currency": "USD",
+            "approval_threshold_cents": 7500,
+            "window_days": 30,
+            "changes-TOTAL_FORMS": 0,
+            "changes-INITIAL_FORMS": 0,
+        },
     )
-    assert response.status_code == 302
+    assert response.status_code == 302, response.content.decode()[:2000]
     policy.refresh_from_db()
-    assert policy.approval_threshold_cents == 7500
+    assert policy.approval_threshold_cents == 7500 and policy.version == 1
+    change_row = PolicyChange.objects.get(policy=policy)
+    assert change_row.changed_by == admin_user
+    assert change_row.old["approval_threshold_cents"] == 5000
+    assert change_row.new["approval_threshold_cents"] == 7500
+    page = admin_client.get(change(policy)).content.decode()
+    assert "History of changes" in page and "7500" in page
+
+
+def test_it_keeps_decisions_and_policy_history_read_only_in_admin(
+    admin_client, admin_user, awaiting
+):
+    from approvals.models import Decision, PolicyChange
+    from approvals.services import action_approve, policy_save
+
+    action_approve(action=awaiting, actor=admin_user)
+    decision = Decision.objects.get()
+    policy_save(policy=RiskPolicy(currency="EUR", approval_threshold_cents=1), actor=admin_user)
+    history = PolicyChange.objects.get()
+    for obj in (decision, history):
+        assert admin_client.get(change(obj)).status_code == 200
+        assert admin_client.post(change(obj), {}).status_code == 403
+        delete = reverse(
+            f"admin:{obj._meta.app_label}_{obj._meta.model_name}_delete", args=[obj.pk]
+        )
+        assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    assert Decision.objects.count() == 1 and PolicyChange.objects.count() == 1
 
 
 def test_it_approves_from_the_admin_through_the_service(

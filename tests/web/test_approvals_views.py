@@ -128,8 +128,11 @@ def test_it_refuses_get_on_the_decision_urls(lead_client, awaiting, name):
 @pytest.mark.parametrize("name", ["approval_approve", "approval_reject"])
 def test_it_answers_404_for_an_unknown_action(lead_client, name):
     url = reverse(name, args=["00000000-0000-0000-0000-000000000000"])
-    assert lead_client.post(url, {"reason": "x"}).status_code == 404
-    assert lead_client.post(url, {"reason": "x"}, headers=HX).status_code == 404
+    assert lead_client.post(url, {"reason_code": "over_policy", "reason": "x"}).status_code == 404
+    assert (
+        lead_client.post(url, {"reason_code": "over_policy", "reason": "x"}, headers=HX).status_code
+        == 404
+    )
 
 
 def test_it_sends_anonymous_decisions_to_the_login_page(client, awaiting):
@@ -261,7 +264,7 @@ def test_it_tells_a_late_rejecter_without_htmx_who_approved(
     response = post(
         second,
         reject_url(awaiting),
-        {"reason": "too much"},
+        {"reason_code": "over_policy", "reason": "too much"},
         capture=django_capture_on_commit_callbacks,
     )
     assert response.status_code == 302
@@ -280,7 +283,7 @@ def test_it_rejects_with_a_reason_and_resumes_the_run(
     response = post(
         lead_client,
         reject_url(awaiting),
-        {"reason": "  Order is outside the 30-day window  "},
+        {"reason_code": "over_policy", "reason": "  Order is outside the 30-day window  "},
         htmx=True,
         capture=django_capture_on_commit_callbacks,
     )
@@ -300,7 +303,7 @@ def test_it_rejects_with_a_reason_and_resumes_the_run(
 def test_it_decides_nothing_when_a_rejection_has_no_reason(
     lead_client, awaiting, enqueued_runs, django_capture_on_commit_callbacks, reason
 ):
-    data = {} if reason is None else {"reason": reason}
+    data = {} if reason is None else {"reason_code": "over_policy", "reason": reason}
     response = post(
         lead_client,
         reject_url(awaiting),
@@ -325,7 +328,7 @@ def test_it_shows_the_missing_reason_on_the_full_page_without_htmx(
     response = post(
         lead_client,
         reject_url(awaiting),
-        {"reason": ""},
+        {"reason_code": "over_policy", "reason": ""},
         capture=django_capture_on_commit_callbacks,
     )
     assert response.status_code == 422
@@ -337,7 +340,12 @@ def test_it_shows_the_missing_reason_on_the_full_page_without_htmx(
 
 def test_it_forbids_staff_without_the_permission_to_reject(client, staff_viewer, awaiting):
     client.force_login(staff_viewer)
-    assert client.post(reject_url(awaiting), {"reason": "no"}, headers=HX).status_code == 403
+    assert (
+        client.post(
+            reject_url(awaiting), {"reason_code": "over_policy", "reason": "no"}, headers=HX
+        ).status_code
+        == 403
+    )
     awaiting.refresh_from_db()
     assert awaiting.status == PendingAction.Status.PENDING
 
@@ -367,3 +375,108 @@ def test_it_accepts_a_decision_with_the_csrf_token_from_the_page_header(
     assert response.status_code == 200
     awaiting.refresh_from_db()
     assert awaiting.status == PendingAction.Status.APPROVED
+
+
+# --- limits, detail, history, filters, polling -------------------------------------
+
+
+def test_it_refuses_an_approval_above_the_limit_with_403(
+    lead_client, make_run, make_action, django_capture_on_commit_callbacks
+):
+    action = make_action(make_run(Run.Status.AWAITING_APPROVAL), amount_cents=50000)
+    html = lead_client.get(reverse("approvals")).content.decode()
+    assert "Above your approval limit ($200.00)" in html
+    assert approve_url(action) not in html
+
+    response = post(
+        lead_client, approve_url(action), htmx=True, capture=django_capture_on_commit_callbacks
+    )
+
+    assert response.status_code == 403
+    action.refresh_from_db()
+    assert action.status == PendingAction.Status.PENDING
+
+
+def test_it_refuses_a_rejection_without_a_reason_code(
+    lead_client, awaiting, django_capture_on_commit_callbacks
+):
+    response = post(
+        lead_client,
+        reject_url(awaiting),
+        {"reason": "no"},
+        htmx=True,
+        capture=django_capture_on_commit_callbacks,
+    )
+    assert response.status_code == 422
+    assert "Choose a reason code." in response.content.decode()
+    awaiting.refresh_from_db()
+    assert awaiting.status == PendingAction.Status.PENDING
+
+
+def test_it_shows_the_detail_of_an_action(lead_client, awaiting):
+    response = lead_client.get(reverse("approval_detail", args=[awaiting.code]))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "The customer’s message" in html and "arrived broken" in html
+    assert "$129.00 is above $50.00" in html
+    assert reverse("run_detail", args=[awaiting.run.code]) in html
+    assert (
+        lead_client.get(
+            reverse("approval_detail", args=["00000000-0000-0000-0000-000000000000"])
+        ).status_code
+        == 404
+    )
+
+
+def test_it_forbids_the_detail_and_history_to_users_who_are_not_staff(client, outsider, awaiting):
+    client.force_login(outsider)
+    assert client.get(reverse("approval_detail", args=[awaiting.code])).status_code == 403
+    assert client.get(reverse("approvals_history")).status_code == 403
+
+
+def test_it_searches_the_history_of_decisions(lead_client, support_lead, make_run, make_action):
+    from approvals.services import action_approve, action_reject
+
+    a = make_action(make_run(Run.Status.AWAITING_APPROVAL, customer_email="zoe@example.com"))
+    b = make_action(make_run(Run.Status.AWAITING_APPROVAL, customer_email="yan@example.com"))
+    action_approve(action=a, actor=support_lead)
+    action_reject(action=b, actor=support_lead, reason="Duplicate claim")
+
+    html = lead_client.get(reverse("approvals_history"), {"q": "zoe"}).content.decode()
+    assert "zoe@example.com" in html and "yan@example.com" not in html
+    fragment = lead_client.get(
+        reverse("approvals_history"), {"q": "duplicate"}, headers=HX
+    ).content.decode()
+    assert fragment.lstrip().startswith('<section id="results"')
+    assert "yan@example.com" in fragment and "zoe@example.com" not in fragment
+
+
+def test_it_filters_the_queue_by_amount_currency_and_age(lead_client, make_run, make_action):
+    small = make_action(make_run(Run.Status.AWAITING_APPROVAL), amount_cents=6000)
+    euro = make_action(make_run(Run.Status.AWAITING_APPROVAL), amount_cents=9000, currency="EUR")
+    old = make_action(
+        make_run(Run.Status.AWAITING_APPROVAL),
+        amount_cents=30000,
+        created_at=timezone.now() - timedelta(hours=2),
+    )
+
+    def shown(params):
+        html = lead_client.get(reverse("approvals"), params).content.decode()
+        return {a.pk for a in (small, euro, old) if f"action-{a.code}" in html}
+
+    assert shown({"min_amount": "70", "max_amount": "300"}) == {euro.pk, old.pk}
+    assert shown({"currency": "eur"}) == {euro.pk}
+    assert shown({"older_than": "60"}) == {old.pk}
+    assert shown({"min_amount": "not a number"}) == {small.pk, euro.pk, old.pk}
+
+
+def test_it_answers_a_poll_with_204_until_the_queue_changes(lead_client, make_run, make_action):
+    make_action(make_run(Run.Status.AWAITING_APPROVAL))
+    html = lead_client.get(reverse("approvals")).content.decode()
+    signature = html.split('data-signature="')[1].split('"')[0]
+
+    same = lead_client.get(reverse("approvals"), {"signature": signature}, headers=HX)
+    assert same.status_code == 204
+    make_action(make_run(Run.Status.AWAITING_APPROVAL))
+    changed = lead_client.get(reverse("approvals"), {"signature": signature}, headers=HX)
+    assert changed.status_code == 200

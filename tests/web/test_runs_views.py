@@ -223,10 +223,10 @@ def test_it_escapes_what_the_customer_and_the_model_wrote(lead_client, make_run,
     assert "&lt;script&gt;" in html
 
 
-def test_it_links_the_run_s_pending_actions_to_the_approvals_page(lead_client, awaiting):
+def test_it_links_the_run_s_pending_actions_to_their_approval_page(lead_client, awaiting):
     html = lead_client.get(reverse("run_detail", args=[awaiting.run.code])).content.decode()
     assert "$129.00" in html
-    assert f"{reverse('approvals')}#action-{awaiting.code}" in html
+    assert reverse("approval_detail", args=[awaiting.code]) in html
     assert "amount_over_threshold" in html
 
 
