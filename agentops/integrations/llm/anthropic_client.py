@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 
 import anthropic
-import httpx
 from django.conf import settings
 
 from agentops.integrations.errors import (
@@ -40,9 +39,9 @@ _TERMINAL_CODES = {
 }
 
 
-def _timeout() -> httpx.Timeout:
+def _timeout() -> anthropic.Timeout:
     read = settings.ANTHROPIC_TIMEOUT_SECONDS
-    return httpx.Timeout(read, connect=min(10.0, read))
+    return anthropic.Timeout(read, connect=min(10.0, read))
 
 
 class AnthropicClient:
