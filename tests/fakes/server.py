@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -52,10 +53,9 @@ def send(handler, status: int, body: bytes, headers: dict | None = None) -> None
     for name, value in (headers or {}).items():
         handler.send_header(name, value)
     handler.end_headers()
-    try:
+    # The client may have given up (a timeout): that is the point of some faults.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         handler.wfile.write(body)
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the client gave up (a timeout): that is the point of some faults
 
 
 def read_body(handler) -> bytes:
