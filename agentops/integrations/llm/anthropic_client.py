@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import anthropic
 from django.conf import settings
@@ -44,16 +45,37 @@ def _timeout() -> anthropic.Timeout:
     return anthropic.Timeout(read, connect=min(10.0, read))
 
 
+_sdk_clients: dict[tuple, anthropic.Anthropic] = {}
+_sdk_lock = threading.Lock()
+
+
+def _sdk_client() -> anthropic.Anthropic:
+    """One SDK client per configuration and process: it keeps its connections alive.
+
+    (Building one costs a TLS context; per call that was most of a fast call's time.)
+    """
+    config = (
+        settings.ANTHROPIC_API_KEY,
+        settings.ANTHROPIC_BASE_URL,
+        settings.ANTHROPIC_TIMEOUT_SECONDS,
+    )
+    with _sdk_lock:
+        client = _sdk_clients.get(config)
+        if client is None:
+            client = _sdk_clients[config] = anthropic.Anthropic(
+                api_key=config[0] or None,
+                base_url=config[1] or None,
+                max_retries=0,
+                timeout=_timeout(),
+            )
+        return client
+
+
 class AnthropicClient:
     name = PROVIDER
 
     def __init__(self) -> None:
-        self._client = anthropic.Anthropic(
-            api_key=settings.ANTHROPIC_API_KEY or None,
-            base_url=settings.ANTHROPIC_BASE_URL or None,
-            max_retries=0,
-            timeout=_timeout(),
-        )
+        self._client = _sdk_client()
 
     def create(self, *, model, system, messages, tools, max_tokens) -> ModelResponse:
         try:
