@@ -53,11 +53,12 @@ def test_the_same_key_and_parameters_replay_the_first_refund(fake_stripe):
     assert len(fake_stripe.refunds_for("pi_1")) == 1
 
 
-def test_the_same_key_with_other_parameters_is_a_loud_terminal_error(fake_stripe):
+def test_the_same_key_with_other_parameters_is_a_loud_terminal_error(fake_stripe, caplog):
     refund(amount=1000)
     with pytest.raises(IdempotencyConflict) as caught:
         refund(amount=2000)
 
+    assert any(r.levelname == "ERROR" and "idempotency" in r.message for r in caplog.records)
     c = classify(caught.value)
     assert (c.error_class, c.code, c.retryable) == (TERMINAL, "idempotency_key_reused", False)
     assert "same parameters" in str(caught.value)

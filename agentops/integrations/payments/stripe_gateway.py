@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 import stripe
@@ -31,6 +32,8 @@ from agentops.integrations.errors import (
 )
 from agentops.integrations.payments import GatewayRefund
 from agentops.integrations.payments.codes import TRANSIENT, provider_code
+
+logger = logging.getLogger(__name__)
 
 PROVIDER = "stripe"
 LEDGER_KEY = "ledger_key"
@@ -66,6 +69,8 @@ def map_error(exc: stripe.StripeError) -> ProviderError:
     code = exc.code or ""
     status = exc.http_status
     if isinstance(exc, stripe.IdempotencyError):
+        # Same key, other parameters: our own bug or a hand-made refund. Never quiet.
+        logger.error("stripe idempotency error (request %s): %s", exc.request_id, message)
         return IdempotencyConflict(message, provider=PROVIDER)
     if isinstance(exc, stripe.RateLimitError):
         retry_after = (exc.headers or {}).get("Retry-After")
