@@ -28,6 +28,11 @@ EMPTY = (
     "a reply with send_reply, or escalate."
 )
 
+NO_TOOL_CALL = (
+    "Your answer stopped to use a tool but held no tool call. Call the tool you meant, "
+    "or finish by sending the customer a reply with send_reply."
+)
+
 
 @dataclass
 class Reviewed:
@@ -77,6 +82,12 @@ def review_response(response: ModelResponse) -> Reviewed:
             content=[_text("(empty response)")],
             follow_up=_user(EMPTY),
             problem=f"empty response (stop {stop or 'none'})",
+        )
+    if stop == "tool_use" and not tool_uses:
+        return Reviewed(
+            content=blocks,
+            follow_up=_user(NO_TOOL_CALL),
+            problem="stop_reason tool_use without a tool call",
         )
     if stop == "max_tokens":
         return Reviewed(

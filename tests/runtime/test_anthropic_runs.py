@@ -178,6 +178,20 @@ def test_an_empty_response_is_answered_with_a_request_to_go_on(api, submit):
     assert follow_up["role"] == "user" and "empty" in follow_up["content"][0]["text"]
 
 
+def test_a_tool_use_stop_without_a_tool_call_is_handed_back(api, submit):
+    api.push(
+        {"content": [say("Let me reply.")], "stop_reason": "tool_use"},
+        {"content": [use("send_reply", {"body": "Here you go."}, "r1")]},
+        {"content": [say("Done.")]},
+    )
+    run = advance(submit("hello"))
+
+    assert run.status == Run.Status.RESOLVED, run.outcome_reason
+    follow_up = api.requests[1]["messages"][-1]
+    assert "held no tool call" in follow_up["content"][0]["text"]
+    assert run.spans.get(kind="model", step=1).error_class == "validation"
+
+
 def test_a_refusal_escalates_the_run(api, submit):
     api.push({"content": [say("I can't help with that.")], "stop_reason": "refusal"})
     run = advance(submit("hello"))
