@@ -4,6 +4,7 @@
 ImproperlyConfigured, never at the first request.
 """
 
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -31,7 +32,7 @@ class StrictEnv(environ.Env):
                 raise ImproperlyConfigured(f"{var} must be true or false, got {raw!r}")
         try:
             return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, ArithmeticError) as exc:
             raise ImproperlyConfigured(f"{var} has an invalid value {raw!r}: {exc}") from exc
 
 
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
     "agentops",
     "agentops.shop",
     "agentops.simgateway",
+    "agentops.routing",
     "approvals",
     "traces",
 ]
@@ -264,6 +266,17 @@ RUN_TASK_SOFT_TIME_LIMIT = env.int("RUN_TASK_SOFT_TIME_LIMIT", default=300)
 RUN_TASK_TIME_LIMIT = env.int("RUN_TASK_TIME_LIMIT", default=360)
 # Runs queued longer than this, or whose lease expired, are re-enqueued by beat.
 RUN_STALE_SECONDS = env.int("RUN_STALE_SECONDS", default=180)
+# Malformed model output (unknown tool, bad arguments, empty or truncated responses)
+# is handed back for correction at most this many times per run, then escalated.
+RUN_MAX_CORRECTIONS = env.int("RUN_MAX_CORRECTIONS", default=4)
+
+# Budget caps, checked before every model call; 0 turns a cap off.
+RUN_MAX_TOKENS = env.int("RUN_MAX_TOKENS", default=200_000)
+RUN_MAX_COST_USD = env("RUN_MAX_COST_USD", cast=Decimal, default=Decimal("1.00"))
+DAILY_MAX_COST_USD = env("DAILY_MAX_COST_USD", cast=Decimal, default=Decimal("50.00"))
+for _name in ("RUN_MAX_TOKENS", "RUN_MAX_COST_USD", "DAILY_MAX_COST_USD"):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(f"{_name} must be 0 (off) or positive")
 
 # Transient errors: bounded exponential backoff with full jitter.
 RETRY_MAX_ATTEMPTS = env.int("RETRY_MAX_ATTEMPTS", default=4)
@@ -298,8 +311,19 @@ SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
 # --- Payments --------------------------------------------------------------
 
 PAYMENTS_BACKEND = env.str("PAYMENTS_BACKEND", default="simulated")
-if PAYMENTS_BACKEND not in {"simulated"}:
-    raise ImproperlyConfigured(f"PAYMENTS_BACKEND must be 'simulated', got {PAYMENTS_BACKEND!r}")
+if PAYMENTS_BACKEND not in {"simulated", "stripe"}:
+    raise ImproperlyConfigured(
+        f"PAYMENTS_BACKEND must be 'simulated' or 'stripe', got {PAYMENTS_BACKEND!r}"
+    )
+# Stripe (PAYMENTS_BACKEND=stripe): a secret or restricted key; the API base may
+# point at a proxy (or, in tests, a local fake).
+STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+STRIPE_TIMEOUT_SECONDS = _positive(
+    env.float("STRIPE_TIMEOUT_SECONDS", default=30.0), "STRIPE_TIMEOUT_SECONDS"
+)
+if PAYMENTS_BACKEND == "stripe" and not STRIPE_API_KEY:
+    raise ImproperlyConfigured("PAYMENTS_BACKEND=stripe needs STRIPE_API_KEY")
 # Fault injection for the simulated gateway (probabilities per call).
 GATEWAY_TIMEOUT_AFTER_COMMIT = _fraction("GATEWAY_TIMEOUT_AFTER_COMMIT", 0.0)
 GATEWAY_RATE_LIMIT = _fraction("GATEWAY_RATE_LIMIT", 0.0)

@@ -54,6 +54,8 @@ class Span(models.Model):
         indexes = [
             # The run page: a run's spans in order.
             models.Index(fields=["run", "started_at"], name="span_run_started"),
+            # The daily budget cap: the cost of the model and triage spans started today.
+            models.Index(fields=["started_at"], name="span_started"),
         ]
 
     def __str__(self) -> str:

@@ -24,9 +24,12 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from agentops.integrations.llm import ModelResponse, get_model_client
+from agentops.integrations.payments.codes import customer_meaning
 from agentops.models import Effect, Run
 from agentops.runtime import grounding, ledger
+from agentops.runtime.budget import budget_check
 from agentops.runtime.errors import (
+    BUDGET,
     POLICY,
     TERMINAL,
     TRANSIENT,
@@ -35,7 +38,8 @@ from agentops.runtime.errors import (
     ToolError,
     classify,
 )
-from agentops.runtime.pricing import model_cost
+from agentops.runtime.output import review_response
+from agentops.runtime.pricing import model_cost, usage_attributes
 from agentops.runtime.prompts import SYSTEM_PROMPT, ticket_message
 from agentops.runtime.retry import backoff_delay, max_attempts
 from agentops.runtime.tools import TOOLS, Resolved, Tool, ToolContext, tool_definitions
@@ -180,7 +184,8 @@ class Runner:
                 error_message=autonomy.reason,
             )
             return self._end(Run.Status.ESCALATED, autonomy.reason, spans=[span])
-        decision = triage_ticket(self.ticket)
+        exceeded = budget_check(run=self.run)
+        decision = triage_ticket(self.ticket, budget_refusal=exceeded.reason if exceeded else None)
         root = span_build(
             run=self.run,
             kind=Span.Kind.RUN,
@@ -198,10 +203,24 @@ class Runner:
             input={"subject": self.ticket.subject, "body": self.ticket.body},
             parent_span_id=root.span_id,
         )
-        span_finish(triage, output=decision.as_dict(), attributes={"route": decision.route_model})
+        span_finish(
+            triage,
+            output=decision.as_dict(),
+            attributes={"route": decision.route_model, **decision.attributes},
+            input_tokens=decision.input_tokens,
+            output_tokens=decision.output_tokens,
+            cost=decision.cost,
+        )
         messages = [{"role": "user", "content": ticket_message(self.ticket)}]
         with transaction.atomic():
-            self._save(messages=messages, triage=decision.as_dict(), model=decision.route_model)
+            self._save(
+                messages=messages,
+                triage=decision.as_dict(),
+                model=decision.route_model,
+                input_tokens=decision.input_tokens,
+                output_tokens=decision.output_tokens,
+                cost=decision.cost,
+            )
             Span.objects.bulk_create([root, triage])
 
     def model_step(self) -> str | None:
@@ -211,12 +230,15 @@ class Runner:
                 Run.Status.ESCALATED,
                 f"Step limit reached: {run.model_calls} model calls without finishing.",
             )
+        model = run.model or settings.AGENT_MODEL
+        step = run.model_calls + 1
+        stopped = self._budget_or_corrections(step=step, model=model)
+        if stopped is not None:
+            return stopped
         conversation = list(run.messages)
         if run.tool_results:
             conversation.append({"role": "user", "content": list(run.tool_results)})
-        model = run.model or settings.AGENT_MODEL
         client = get_model_client(model)
-        step = run.model_calls + 1
 
         def call() -> ModelResponse:
             return client.create(
@@ -245,19 +267,27 @@ class Runner:
         input_tokens = int(usage.get("input_tokens", 0))
         output_tokens = int(usage.get("output_tokens", 0))
         cost = model_cost(model, usage)
-        assistant = {"role": "assistant", "content": _clean_blocks(response.content)}
+        reviewed = review_response(response)
+        assistant = {"role": "assistant", "content": reviewed.content}
         span_finish(
             span,
             output={"content": assistant["content"], "stop_reason": response.stop_reason},
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cost=cost,
-            attributes={"stop_reason": response.stop_reason, "response_id": response.id},
+            error_class=VALIDATION if reviewed.problem else "",
+            error_message=reviewed.problem,
+            attributes={
+                "stop_reason": response.stop_reason,
+                "response_id": response.id,
+                **usage_attributes(model, usage),
+            },
         )
+        follow_up = [reviewed.follow_up] if reviewed.follow_up else []
         with transaction.atomic():
             self._save(
-                messages=conversation + [assistant],
-                tool_results=[],
+                messages=conversation + [assistant] + follow_up,
+                tool_results=reviewed.tool_results,
                 model_calls=run.model_calls + 1,
                 step_count=run.step_count + 1,
                 input_tokens=run.input_tokens + input_tokens,
@@ -265,6 +295,32 @@ class Runner:
                 cost=run.cost + cost,
             )
             span.save()
+            if reviewed.refusal:
+                return self._end(
+                    Run.Status.ESCALATED,
+                    f"The model refused to continue: {response.text or '(no text)'}"[:1000],
+                )
+        return None
+
+    def _budget_or_corrections(self, *, step: int, model: str) -> str | None:
+        """Before a model call: a spent budget or too many corrections escalate the run."""
+        exceeded = budget_check(run=self.run)
+        if exceeded is not None:
+            span = self._span(kind=Span.Kind.MODEL, name="budget", step=step, model=model)
+            span_finish(
+                span,
+                output=exceeded.as_dict(),
+                error_class=BUDGET,
+                error_message=exceeded.reason,
+            )
+            return self._end(Run.Status.ESCALATED, exceeded.reason, spans=[span])
+        corrections = Span.objects.filter(run=self.run, error_class=VALIDATION).count()
+        if corrections > settings.RUN_MAX_CORRECTIONS:
+            return self._end(
+                Run.Status.ESCALATED,
+                f"Too many corrections: the model's output was malformed or invalid "
+                f"{corrections} times (at most {settings.RUN_MAX_CORRECTIONS} are corrected).",
+            )
         return None
 
     def handle_tool_use(self, tool_use: dict, assistant: dict) -> str | None:
@@ -628,7 +684,7 @@ class Runner:
                 status = Effect.Status.UNKNOWN
             else:
                 error = {"code": c.code, "message": str(failed.exc)}
-                message = _customer_meaning(c.code, str(failed.exc))
+                message = customer_meaning(c.code, str(failed.exc))
                 status = Effect.Status.FAILED
             with transaction.atomic():
                 ledger.effect_complete(effect, status=status, error=error)
@@ -679,7 +735,7 @@ class Runner:
             tool_use,
             {
                 "error": error.get("code", "failed"),
-                "message": _customer_meaning(error.get("code", ""), error.get("message", "")),
+                "message": customer_meaning(error.get("code", ""), error.get("message", "")),
             },
             is_error=True,
             spans=[span],
@@ -837,28 +893,6 @@ def _save_spans(spans: list[Span]) -> None:
         Span.objects.bulk_create(new)
 
 
-def _clean_blocks(content: list[dict]) -> list[dict]:
-    """Keep the blocks the API accepts back in a conversation (text and tool_use)."""
-    blocks = []
-    for block in content or []:
-        if not isinstance(block, dict):
-            continue
-        if block.get("type") == "text" and block.get("text"):
-            blocks.append({"type": "text", "text": block["text"]})
-        elif block.get("type") == "tool_use":
-            blocks.append(
-                {
-                    "type": "tool_use",
-                    "id": block.get("id"),
-                    "name": block.get("name"),
-                    "input": block.get("input"),
-                }
-            )
-    if not blocks:
-        blocks.append({"type": "text", "text": "(empty response)"})
-    return blocks
-
-
 def _validation_messages(exc: ValidationError) -> list[str]:
     out = []
     for err in exc.errors():
@@ -867,34 +901,10 @@ def _validation_messages(exc: ValidationError) -> list[str]:
     return out
 
 
-# What a provider's error code means, told to the model instead of a stack trace.
-_MEANINGS = {
-    "charge_already_refunded": (
-        "The payment was already refunded in full; the customer already has their money back."
-    ),
-    "amount_too_large": (
-        "The amount is more than the payment can refund; a person must look at it."
-    ),
-    "resource_missing": (
-        "The payment provider does not know this payment; a person must look at it."
-    ),
-    "idempotency_key_reused": (
-        "This refund was already requested with other parameters; it was not repeated."
-    ),
-}
-
-
-def _customer_meaning(code: str, message: str) -> str:
-    meaning = _MEANINGS.get(code)
-    return (
-        f"{meaning} ({code})"
-        if meaning
-        else f"The action failed and will not be retried: {message}"
-    )
-
-
 def _error_class_of(reason: str) -> str:
     lowered = reason.lower()
+    if lowered.startswith("budget cap"):
+        return BUDGET
     if "unavailable" in lowered:
         return TRANSIENT
     if "approval" in lowered or "reply held" in lowered:

@@ -1,27 +1,45 @@
-"""What a model call costs, from its usage. Prices in USD per million tokens."""
+"""What a model call costs, from its usage and the admin's price table (USD per MTok)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-# input, output, cache read, cache write (5 minute); list prices.
-PRICES: dict[str, tuple[Decimal, Decimal, Decimal, Decimal]] = {
-    "claude-haiku-4-5": (Decimal("1"), Decimal("5"), Decimal("0.10"), Decimal("1.25")),
-    "claude-sonnet-4-5": (Decimal("3"), Decimal("15"), Decimal("0.30"), Decimal("3.75")),
-    "claude-opus-4-5": (Decimal("5"), Decimal("25"), Decimal("0.50"), Decimal("6.25")),
-}
 _MILLION = Decimal(1_000_000)
+_QUANTUM = Decimal("0.000001")
+
+
+def model_price(model: str):
+    """The ModelPrice row for a model: exact name, else the longest matching prefix."""
+    from agentops.routing.models import ModelPrice
+
+    rows = [p for p in ModelPrice.objects.all() if model == p.model or model.startswith(p.model)]
+    return max(rows, key=lambda p: len(p.model), default=None)
 
 
 def model_cost(model: str, usage: dict) -> Decimal:
-    prices = next((p for name, p in PRICES.items() if model.startswith(name)), None)
-    if prices is None:
-        return Decimal(0)  # the offline model, and models without a price yet
+    """Input, output, cache read and cache write tokens at the model's prices.
+
+    A model without a price costs 0 here; the span says so (price_missing).
+    """
+    price = model_price(model)
+    if price is None:
+        return Decimal(0)
     tokens = (
-        usage.get("input_tokens", 0),
-        usage.get("output_tokens", 0),
+        usage.get("input_tokens", 0) or 0,
+        usage.get("output_tokens", 0) or 0,
         usage.get("cache_read_input_tokens", 0) or 0,
         usage.get("cache_creation_input_tokens", 0) or 0,
     )
-    total = sum(Decimal(int(n)) * price for n, price in zip(tokens, prices, strict=True))
-    return (total / _MILLION).quantize(Decimal("0.000001"))
+    total = sum(Decimal(int(n)) * p for n, p in zip(tokens, price.prices, strict=True))
+    return (total / _MILLION).quantize(_QUANTUM)
+
+
+def usage_attributes(model: str, usage: dict) -> dict:
+    """What a model span records of its usage besides input/output tokens."""
+    attrs = {
+        "cache_read_input_tokens": int(usage.get("cache_read_input_tokens", 0) or 0),
+        "cache_creation_input_tokens": int(usage.get("cache_creation_input_tokens", 0) or 0),
+    }
+    if model_price(model) is None:
+        attrs["price_missing"] = True
+    return attrs

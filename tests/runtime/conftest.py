@@ -11,6 +11,7 @@ from django.utils import timezone
 from agentops.integrations.llm import ModelResponse
 from agentops.services import ticket_submit
 from agentops.shop.models import Customer, Order
+from tests.fakes.fixtures import fake_stripe, messages_api  # noqa: F401  (fixtures)
 
 _seq = itertools.count(20001)
 

@@ -248,3 +248,26 @@ def test_it_reports_a_refused_decision_in_the_admin_as_an_error(
     assert "You may not decide pending actions." in response.content.decode()
     awaiting.refresh_from_db()
     assert awaiting.status == PendingAction.Status.PENDING
+
+
+def test_it_loads_and_edits_model_prices_and_the_route_table(admin_client):
+    from agentops.routing.models import ModelPrice, Route
+
+    price = ModelPrice.objects.get(model="claude-haiku-4-5")
+    route = Route.objects.get(name="High-value refunds")
+    for obj in (price, route):
+        assert admin_client.get(changelist(type(obj))).status_code == 200
+        assert admin_client.get(change(obj)).status_code == 200
+    response = admin_client.post(
+        change(price),
+        {
+            "model": "claude-haiku-4-5",
+            "input_per_mtok": "0.80",
+            "output_per_mtok": "4",
+            "cache_read_per_mtok": "0.08",
+            "cache_write_per_mtok": "1",
+        },
+    )
+    assert response.status_code == 302
+    price.refresh_from_db()
+    assert str(price.input_per_mtok) == "0.8000"

@@ -72,7 +72,10 @@ class OfflineModel:
         email = email_match.group(1) if email_match else ""
         parsed = parse_ticket(first_text)
         calls = _calls(messages)
-        text, tool = self._decide(parsed, email, calls)
+        if [t.get("name") for t in tools] == ["record_triage"]:
+            text, tool = _triage(parsed)
+        else:
+            text, tool = self._decide(parsed, email, calls)
         content: list[dict] = [{"type": "text", "text": text}]
         if tool is not None:
             name, tool_input = tool
@@ -231,6 +234,22 @@ class OfflineModel:
             "escalate",
             {"reason": f"issue_refund failed: {code}: {message}"[:480]},
         )
+
+
+def _triage(parsed: ParsedTicket) -> tuple[str, tuple[str, dict]]:
+    """The triage call: intent, ambiguity and amount, read the way the agent reads them."""
+    intent = "refund" if parsed.wants_refund else "question"
+    ambiguous = parsed.wants_refund and parsed.reference is None
+    reason = f"reference {parsed.reference}" if parsed.reference else "no order reference"
+    return "Triage.", (
+        "record_triage",
+        {
+            "intent": intent,
+            "ambiguous": ambiguous,
+            "amount_at_stake_cents": parsed.amount_cents,
+            "reason": reason,
+        },
+    )
 
 
 def _reply(body: str) -> tuple[str, dict]:

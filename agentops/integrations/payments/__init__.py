@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from django.conf import settings
@@ -16,6 +17,12 @@ class GatewayRefund:
     currency: str
     idempotency_key: str | None
     metadata: dict
+    created_at: datetime | None = None
+
+    @property
+    def ledger_key(self) -> str | None:
+        """The ledger key this refund was made under (the key, or its copy in metadata)."""
+        return self.idempotency_key or self.metadata.get("ledger_key")
 
 
 class PaymentGateway(Protocol):
@@ -41,7 +48,11 @@ class PaymentGateway(Protocol):
         """Ask the provider whether a refund with this key exists (for unknown outcomes)."""
         ...
 
-    def list_refunds(self, *, payment_ref: str | None = None) -> list[GatewayRefund]: ...
+    def list_refunds(
+        self, *, payment_ref: str | None = None, since: datetime | None = None
+    ) -> list[GatewayRefund]:
+        """The provider's refunds, for one payment or all, created since a time (oldest first)."""
+        ...
 
 
 def get_payment_gateway() -> PaymentGateway:
@@ -49,4 +60,8 @@ def get_payment_gateway() -> PaymentGateway:
         from agentops.integrations.payments.simulated import SimulatedGateway
 
         return SimulatedGateway()
+    if settings.PAYMENTS_BACKEND == "stripe":
+        from agentops.integrations.payments.stripe_gateway import StripeGateway
+
+        return StripeGateway()
     raise NotImplementedError(settings.PAYMENTS_BACKEND)

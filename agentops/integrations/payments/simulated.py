@@ -27,6 +27,7 @@ import random
 import secrets
 import threading
 import time
+from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -90,6 +91,7 @@ def _as_gateway_refund(row: ProviderRefund) -> GatewayRefund:
         currency=row.currency,
         idempotency_key=row.idempotency_key,
         metadata=dict(row.metadata),
+        created_at=row.created_at,
     )
 
 
@@ -169,10 +171,14 @@ class SimulatedGateway:
         ).first()
         return _as_gateway_refund(row) if row else None
 
-    def list_refunds(self, *, payment_ref: str | None = None) -> list[GatewayRefund]:
+    def list_refunds(
+        self, *, payment_ref: str | None = None, since: datetime | None = None
+    ) -> list[GatewayRefund]:
         rows = ProviderRefund.objects.order_by("created_at", "pk")
         if payment_ref is not None:
             rows = rows.filter(payment_ref=payment_ref)
+        if since is not None:
+            rows = rows.filter(created_at__gte=since)
         return [_as_gateway_refund(row) for row in rows]
 
     # --- internals ----------------------------------------------------------

@@ -1,0 +1,245 @@
+"""Triage routing, model prices and budget caps, at their boundaries."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from agentops.integrations.errors import ProviderUnavailable
+from agentops.models import Run
+from agentops.routing.models import ModelPrice, Route
+from agentops.runtime.budget import budget_check, day_spend
+from agentops.runtime.loop import run_advance
+from agentops.runtime.pricing import model_cost
+from agentops.runtime.triage import route_choose
+from tests.runtime.conftest import text, tool_use
+from traces.models import Span
+
+pytestmark = pytest.mark.django_db
+
+
+def advance(run):
+    run_advance(run_id=run.pk, worker="test-worker")
+    run.refresh_from_db()
+    return run
+
+
+@pytest.fixture
+def with_key(settings):
+    settings.ANTHROPIC_API_KEY = "sk-ant-test"
+    settings.AGENT_MODEL = "claude-sonnet-4-5"
+
+
+# --- routing -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ambiguous", "amount", "model", "route"),
+    [
+        (False, None, "claude-sonnet-4-5", "Everything else"),
+        (False, 19999, "claude-sonnet-4-5", "Everything else"),
+        (False, 20000, "claude-opus-4-5", "High-value refunds"),
+        (True, 100, "claude-opus-4-5", "Ambiguous tickets"),
+    ],
+)
+def test_the_seeded_route_table_sends_only_ambiguous_or_high_value_tickets_to_the_big_model(
+    with_key, ambiguous, amount, model, route
+):
+    chosen, name, reason = route_choose(intent="refund", ambiguous=ambiguous, amount_cents=amount)
+    assert (chosen, name) == (model, route)
+    assert route in reason and model in reason
+
+
+def test_a_disabled_route_is_skipped_and_priority_decides(with_key):
+    Route.objects.filter(name="Ambiguous tickets").update(enabled=False)
+    Route.objects.create(name="Questions", priority=1, intent="question", model="claude-haiku-4-5")
+
+    assert route_choose(intent="refund", ambiguous=True, amount_cents=None)[0] == (
+        "claude-sonnet-4-5"
+    )
+    assert route_choose(intent="question", ambiguous=True, amount_cents=None)[1] == "Questions"
+
+
+def test_no_matching_route_runs_the_agent_model(with_key, settings):
+    Route.objects.all().delete()
+    settings.AGENT_MODEL = "claude-sonnet-4-5-20250929"
+    model, name, reason = route_choose(intent="refund", ambiguous=False, amount_cents=None)
+    assert (model, name) == ("claude-sonnet-4-5-20250929", "")
+    assert "no route matched" in reason
+
+
+def test_without_a_key_the_offline_model_runs_and_the_decision_says_why(settings):
+    settings.ANTHROPIC_API_KEY = ""
+    settings.AGENT_MODEL = "offline"
+    model, name, reason = route_choose(intent="refund", ambiguous=True, amount_cents=None)
+    assert (model, name) == ("offline", "Ambiguous tickets")
+    assert "claude-opus-4-5" in reason and "no ANTHROPIC_API_KEY" in reason
+
+
+def test_the_triage_span_holds_the_decision_and_its_reason(make_order, submit):
+    order = make_order(total_cents=25000)
+    run = advance(submit(f"Refund {order.order_id} please"))
+
+    triage = run.spans.get(kind="triage")
+    assert triage.model == "offline"
+    assert triage.output["intent"] == "refund" and triage.output["ambiguous"] is False
+    assert triage.output["amount_at_stake_cents"] == 25000  # from the order, none was named
+    assert triage.output["route"] == "High-value refunds"
+    assert "High-value refunds" in triage.output["reason"]
+    assert run.triage["route_model"] == run.model == "offline"
+
+
+def test_a_failing_triage_model_falls_back_to_rules_and_loses_nothing(
+    submit, monkeypatch, settings
+):
+    settings.RETRY_MAX_ATTEMPTS = 2
+
+    class Down:
+        def create(self, **kwargs):
+            raise ProviderUnavailable("overloaded", status_code=529)
+
+    monkeypatch.setattr("agentops.runtime.triage.get_model_client", lambda name: Down())
+    run = advance(submit("Where is my parcel?"))
+
+    triage = run.spans.get(kind="triage")
+    assert triage.output["classified_by"] == "rules"
+    assert "triage model failed" in triage.output["reason"]
+    assert run.status == Run.Status.RESOLVED, run.outcome_reason
+
+
+# --- prices --------------------------------------------------------------------
+
+
+def test_costs_come_from_the_admins_price_table_by_longest_prefix():
+    usage = {"input_tokens": 1_000_000, "output_tokens": 0}
+    assert model_cost("claude-sonnet-4-5-20250929", usage) == Decimal("3")
+    ModelPrice.objects.create(
+        model="claude-sonnet-4-5-2025", input_per_mtok=Decimal("2"), output_per_mtok=0
+    )
+    assert model_cost("claude-sonnet-4-5-20250929", usage) == Decimal("2")
+    assert model_cost("offline", usage) == Decimal("0")
+    assert model_cost("unpriced-model", usage) == Decimal("0")
+
+
+def test_every_kind_of_token_is_priced():
+    usage = {
+        "input_tokens": 1000,
+        "output_tokens": 1000,
+        "cache_read_input_tokens": 1000,
+        "cache_creation_input_tokens": 1000,
+    }
+    # haiku 4.5: 1 + 5 + 0.10 + 1.25 dollars per MTok
+    assert model_cost("claude-haiku-4-5", usage) == Decimal("0.007350")
+
+
+# --- budget caps -------------------------------------------------------------------
+
+
+def _priced_scripted(settings):
+    ModelPrice.objects.create(
+        model="scripted", input_per_mtok=Decimal("1000"), output_per_mtok=Decimal("1000")
+    )
+    settings.AGENT_MODEL = "scripted"
+
+
+def test_a_run_under_its_token_cap_may_call_and_at_it_may_not(submit, settings):
+    run = submit("hello")
+    settings.RUN_MAX_TOKENS = 100
+    run.input_tokens, run.output_tokens = 60, 39
+    assert budget_check(run=run) is None
+    run.output_tokens = 40
+    exceeded = budget_check(run=run)
+    assert exceeded.cap == "run_tokens" and "100 tokens of its 100" in exceeded.reason
+
+
+def test_a_run_under_its_money_cap_may_call_and_at_it_may_not(submit, settings):
+    run = submit("hello")
+    settings.RUN_MAX_COST_USD = Decimal("0.50")
+    run.cost = Decimal("0.499999")
+    assert budget_check(run=run) is None
+    run.cost = Decimal("0.500000")
+    assert budget_check(run=run).cap == "run_cost"
+
+
+def test_a_cap_of_zero_is_off(submit, settings):
+    run = submit("hello")
+    settings.RUN_MAX_TOKENS = 0
+    settings.RUN_MAX_COST_USD = Decimal(0)
+    settings.DAILY_MAX_COST_USD = Decimal(0)
+    run.input_tokens, run.cost = 10**9, Decimal(10**6)
+    assert budget_check(run=run) is None
+
+
+def test_the_daily_cap_counts_todays_model_spans_of_every_run(submit, settings):
+    other = submit("first")
+    now = timezone.now()
+    for started, cost in [(now, "2.00"), (now, "2.99"), (now - timedelta(days=1), "100")]:
+        Span.objects.create(
+            run=other,
+            trace_id="t",
+            span_id=f"s{cost}",
+            kind="model",
+            name="m",
+            started_at=started,
+            cost=Decimal(cost),
+        )
+    settings.DAILY_MAX_COST_USD = Decimal("5.00")
+    run = submit("second")
+    assert day_spend() == Decimal("4.99")
+    assert budget_check(run=run) is None
+    Span.objects.create(
+        run=other,
+        trace_id="t",
+        span_id="s-last",
+        kind="triage",
+        name="triage",
+        started_at=now,
+        cost=Decimal("0.01"),
+    )
+    exceeded = budget_check(run=run)
+    assert exceeded.cap == "daily_cost" and "$5.0000 spent today" in exceeded.reason
+
+
+def test_hitting_the_run_money_cap_escalates_before_the_next_model_call(scripted, submit, settings):
+    _priced_scripted(settings)
+    # Each scripted call: 10 input + 5 output tokens at $1000/MTok = $0.015.
+    settings.RUN_MAX_COST_USD = Decimal("0.030")
+    model = scripted(
+        [tool_use("find_orders", {"customer_email": "ada@example.com"}, "f1")],
+        [tool_use("find_orders", {"customer_email": "ada@example.com"}, "f2")],
+        [text("never asked")],
+    )
+    run = advance(submit("hello"))
+
+    assert run.status == Run.Status.ESCALATED
+    assert run.outcome_reason.startswith("Budget cap reached: this run spent $0.0300")
+    assert len(model.calls) == 2 and model.responses == [[text("never asked")]]
+    budget = run.spans.get(name="budget")
+    assert budget.error_class == "budget" and budget.output["cap"] == "run_cost"
+    assert run.spans.get(kind="run").error_class == "budget"
+
+
+def test_a_spent_day_escalates_a_new_run_with_the_reason(scripted, submit, settings):
+    settings.DAILY_MAX_COST_USD = Decimal("1.00")
+    earlier = submit("earlier")
+    Span.objects.create(
+        run=earlier,
+        trace_id="t",
+        span_id="spent",
+        kind="model",
+        name="m",
+        started_at=timezone.now(),
+        cost=Decimal("1.00"),
+    )
+    model = scripted([text("never asked")])
+    run = advance(submit("hello"))
+
+    assert run.status == Run.Status.ESCALATED
+    assert "spent today of the daily $1.0000" in run.outcome_reason
+    assert model.calls == []
+    triage = run.spans.get(kind="triage")
+    assert (
+        triage.output["classified_by"] == "rules"
+        and "no triage model call" in (triage.output["reason"])
+    )
