@@ -20,7 +20,7 @@ help: ## Show this help
 install: ## Create .venv from uv.lock (installs uv with pip if needed)
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || \
 		$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore uv
-	@$(PYTHON) -m uv sync --frozen --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
+	@$(PYTHON) -m uv sync --frozen --compile-bytecode --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 
 demo: install ## Migrate, seed the demo shop and tickets, run web + worker + beat (PORT=8000)
 	$(VENV_BIN)/python manage.py migrate --no-input
