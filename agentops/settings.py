@@ -253,7 +253,7 @@ ANTHROPIC_TIMEOUT_SECONDS = _positive(
 )
 # With no API key the offline model runs the agent: deterministic, no network.
 AGENT_MODEL = env.str(
-    "AGENT_MODEL", default="claude-sonnet-4-5" if ANTHROPIC_API_KEY else "offline"
+    "AGENT_MODEL", default="claude-sonnet-4-6" if ANTHROPIC_API_KEY else "offline"
 )
 TRIAGE_MODEL = env.str(
     "TRIAGE_MODEL", default="claude-haiku-4-5" if ANTHROPIC_API_KEY else "offline"

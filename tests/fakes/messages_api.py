@@ -37,7 +37,7 @@ class Fault:
     raw: bytes | None = None
 
 
-def message(content, *, stop_reason=None, usage=None, model="claude-sonnet-4-5", id=None):
+def message(content, *, stop_reason=None, usage=None, model="claude-sonnet-4-6", id=None):
     uses = [b for b in content if b.get("type") == "tool_use"]
     return {
         "id": id or f"msg_{random.randrange(10**12):012d}",

@@ -25,7 +25,7 @@ def api(settings):
 
 def create(**overrides):
     args = {
-        "model": "claude-sonnet-4-5",
+        "model": "claude-sonnet-4-6",
         "system": "You are a support agent.",
         "messages": [{"role": "user", "content": "Refund ORD-10001 please"}],
         "tools": tool_definitions(),

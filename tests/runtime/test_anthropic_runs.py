@@ -78,7 +78,7 @@ def test_a_refund_run_goes_through_the_sdk_with_tool_ids_usage_and_cost(api, mak
     run = advance(submit(f"Please refund {order.order_id}, it arrived broken."))
 
     assert run.status == Run.Status.RESOLVED, run.outcome_reason
-    assert run.model == "claude-sonnet-4-5"  # the seeded route for a clear, small refund
+    assert run.model == "claude-sonnet-4-6"  # the seeded route for a clear, small refund
     # tool_use ids come back as tool_result ids, in the next request.
     assert [r["tool_use_id"] for r in tool_results(api.requests[1])] == ["toolu_A"]
     assert [r["tool_use_id"] for r in tool_results(api.requests[2])] == ["toolu_B"]

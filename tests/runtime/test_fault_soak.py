@@ -31,7 +31,7 @@ def faulty_anthropic(settings):
         settings.ANTHROPIC_BASE_URL = server.url
         settings.ANTHROPIC_TIMEOUT_SECONDS = 2.0
         settings.TRIAGE_MODEL = "claude-haiku-4-5"
-        settings.AGENT_MODEL = "claude-sonnet-4-5"
+        settings.AGENT_MODEL = "claude-sonnet-4-6"
         yield server
 
 

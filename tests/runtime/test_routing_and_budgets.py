@@ -28,7 +28,7 @@ def advance(run):
 @pytest.fixture
 def with_key(settings):
     settings.ANTHROPIC_API_KEY = "sk-ant-test"
-    settings.AGENT_MODEL = "claude-sonnet-4-5"
+    settings.AGENT_MODEL = "claude-sonnet-4-6"
 
 
 # --- routing -------------------------------------------------------------------
@@ -37,10 +37,10 @@ def with_key(settings):
 @pytest.mark.parametrize(
     ("ambiguous", "amount", "model", "route"),
     [
-        (False, None, "claude-sonnet-4-5", "Everything else"),
-        (False, 19999, "claude-sonnet-4-5", "Everything else"),
-        (False, 20000, "claude-opus-4-5", "High-value refunds"),
-        (True, 100, "claude-opus-4-5", "Ambiguous tickets"),
+        (False, None, "claude-sonnet-4-6", "Everything else"),
+        (False, 19999, "claude-sonnet-4-6", "Everything else"),
+        (False, 20000, "claude-opus-4-6", "High-value refunds"),
+        (True, 100, "claude-opus-4-6", "Ambiguous tickets"),
     ],
 )
 def test_the_seeded_route_table_sends_only_ambiguous_or_high_value_tickets_to_the_big_model(
@@ -56,7 +56,7 @@ def test_a_disabled_route_is_skipped_and_priority_decides(with_key):
     Route.objects.create(name="Questions", priority=1, intent="question", model="claude-haiku-4-5")
 
     assert route_choose(intent="refund", ambiguous=True, amount_cents=None)[0] == (
-        "claude-sonnet-4-5"
+        "claude-sonnet-4-6"
     )
     assert route_choose(intent="question", ambiguous=True, amount_cents=None)[1] == "Questions"
 
@@ -74,7 +74,7 @@ def test_without_a_key_the_offline_model_runs_and_the_decision_says_why(settings
     settings.AGENT_MODEL = "offline"
     model, name, reason = route_choose(intent="refund", ambiguous=True, amount_cents=None)
     assert (model, name) == ("offline", "Ambiguous tickets")
-    assert "claude-opus-4-5" in reason and "no ANTHROPIC_API_KEY" in reason
+    assert "claude-opus-4-6" in reason and "no ANTHROPIC_API_KEY" in reason
 
 
 def test_the_triage_span_holds_the_decision_and_its_reason(make_order, submit):

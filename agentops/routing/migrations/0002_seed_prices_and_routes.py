@@ -9,14 +9,17 @@ PRICES = [
     ("claude-haiku-4-5", "1", "5", "0.10", "1.25"),
     ("claude-sonnet-4-5", "3", "15", "0.30", "3.75"),
     ("claude-opus-4-5", "5", "25", "0.50", "6.25"),
+    # The current generation; the 4-5 models above reach end of life in late 2026.
+    ("claude-sonnet-4-6", "3", "15", "0.30", "3.75"),
+    ("claude-opus-4-6", "5", "25", "0.50", "6.25"),
     ("offline", "0", "0", "0", "0"),
 ]
 
 ROUTES = [
     # name, priority, ambiguity, min_amount_cents, model
-    ("Ambiguous tickets", 10, "ambiguous", None, "claude-opus-4-5"),
-    ("High-value refunds", 20, "any", 20000, "claude-opus-4-5"),
-    ("Everything else", 100, "any", None, "claude-sonnet-4-5"),
+    ("Ambiguous tickets", 10, "ambiguous", None, "claude-opus-4-6"),
+    ("High-value refunds", 20, "any", 20000, "claude-opus-4-6"),
+    ("Everything else", 100, "any", None, "claude-sonnet-4-6"),
 ]
 
 
