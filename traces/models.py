@@ -1,6 +1,7 @@
 """Spans: every step of a run, written with the state change it describes."""
 
 from django.db import models
+from django.db.models import Q
 
 
 class Span(models.Model):
@@ -54,6 +55,17 @@ class Span(models.Model):
         indexes = [
             # The run page: a run's spans in order.
             models.Index(fields=["run", "started_at"], name="span_run_started"),
+            # Trace search, "error class X": EXISTS (... WHERE run_id = r.id AND error_class = X)
+            # Partial: only failed spans are in it, so it stays small.
+            models.Index(
+                fields=["error_class", "run"],
+                name="span_error_class_run",
+                condition=~Q(error_class=""),
+            ),
+            # Trace search, "used tool X": EXISTS (... WHERE run_id = r.id AND name = X).
+            models.Index(fields=["name", "run"], name="span_name_run"),
+            # prune_traces: spans older than the cut-off, in batches.
+            models.Index(fields=["started_at"], name="span_started"),
         ]
 
     def __str__(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +13,7 @@ from django import forms
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
 from django.shortcuts import render
 from django.template.loader import render_to_string
+from django.utils import timezone
 from django.views.decorators.http import require_safe
 from django_htmx.http import HttpResponseStopPolling
 
@@ -55,13 +56,79 @@ def _fingerprint(*state: Any) -> str:
     return hashlib.sha256(repr(state).encode()).hexdigest()[:16]
 
 
-# --- Runs list --------------------------------------------------------------
+# --- Runs list (trace search) ----------------------------------------------
 
 
 class RunFilterForm(forms.Form):
     status = forms.ChoiceField(choices=[("", "All"), *Run.Status.choices], required=False)
+    error_class = forms.ChoiceField(
+        label="Error class",
+        choices=[("", "Any"), *[c for c in Span.ErrorClass.choices if c[0]]],
+        required=False,
+    )
+    tool = forms.CharField(max_length=100, required=False)
+    model = forms.CharField(max_length=100, required=False)
+    since = forms.DateField(label="From", required=False)
+    until = forms.DateField(label="To", required=False, help_text="inclusive")
+    q = forms.CharField(
+        label="Customer or ticket",
+        max_length=300,
+        required=False,
+        help_text="customer email, run or ticket code, trace id, or external ticket id",
+    )
+    min_duration = forms.FloatField(label="Duration ≥ (s)", min_value=0, required=False)
+    min_cost = forms.DecimalField(
+        label="Cost ≥ ($)", min_value=0, max_digits=12, decimal_places=6, required=False
+    )
+    sort = forms.ChoiceField(
+        choices=[
+            ("newest", "Newest first"),
+            ("oldest", "Oldest first"),
+            ("cost", "Most expensive"),
+            ("duration", "Slowest"),
+        ],
+        required=False,
+    )
     after = forms.UUIDField(required=False)
     before = forms.UUIDField(required=False)
+
+    def clean(self):
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        if since and until and until < since:
+            raise forms.ValidationError("the end date is before the start date")
+        return data
+
+    def filters(self) -> selectors.RunFilters:
+        data = self.cleaned_data
+        return selectors.RunFilters(
+            status=data["status"],
+            error_class=data["error_class"],
+            tool=data["tool"].strip(),
+            model=data["model"].strip(),
+            since=_day_start(data["since"]),
+            until=_day_start(data["until"] + timedelta(days=1)) if data["until"] else None,
+            q=data["q"].strip(),
+            min_duration=(
+                timedelta(seconds=data["min_duration"]) if data["min_duration"] else None
+            ),
+            min_cost=data["min_cost"] or None,
+            sort=data["sort"] or "newest",
+        )
+
+    def params(self) -> dict[str, str]:
+        """The filters as they were typed, for links that keep them (no cursor)."""
+        return {
+            name: str(self.data.get(name, "")).strip()
+            for name in self.fields
+            if name not in ("after", "before") and str(self.data.get(name, "")).strip()
+        }
+
+
+def _day_start(day: date | None) -> datetime | None:
+    if day is None:
+        return None
+    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 def _query(**params: str) -> str:
@@ -70,23 +137,31 @@ def _query(**params: str) -> str:
     return query.urlencode()
 
 
+def _form_errors(form: forms.Form) -> str:
+    return "; ".join(
+        f"{'filters' if field == '__all__' else field}: {' '.join(msgs)}"
+        for field, msgs in form.errors.items()
+    )
+
+
 @require_safe
 @staff_required
 def run_list(request: HttpRequest) -> HttpResponse:
     form = RunFilterForm(request.GET)
     if not form.is_valid():
-        errors = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in form.errors.items())
-        return HttpResponseBadRequest(f"Bad filter: {errors}", content_type="text/plain")
-    status = form.cleaned_data["status"]
+        message = f"Bad filter: {_form_errors(form)}"
+        return HttpResponseBadRequest(message, content_type="text/plain")
+    filters = form.filters()
+    params = form.params()
     try:
         page = selectors.run_list_page(
-            status=status, after=form.cleaned_data["after"], before=form.cleaned_data["before"]
+            filters=filters, after=form.cleaned_data["after"], before=form.cleaned_data["before"]
         )
     except Run.DoesNotExist:
         raise Http404("No run to page from: the link is out of date.") from None
 
     cursor = {
-        "status": status,
+        **params,
         "after": str(form.cleaned_data["after"] or ""),
         "before": str(form.cleaned_data["before"] or ""),
     }
@@ -102,17 +177,27 @@ def run_list(request: HttpRequest) -> HttpResponse:
     if request.htmx and request.GET.get("v") == version:
         return HttpResponse(status=204)  # the poll found nothing new: keep the table as it is
 
+    error_classes = selectors.run_error_classes(runs=page.runs)
     for run in page.runs:
         run.duration_text = duration_text(run.duration)
+        run.error_classes = error_classes.get(run.pk, [])
+    without_status = {k: v for k, v in params.items() if k != "status"}
+    status = filters.status
     context = {
         "nav_section": "runs",
+        "form": form,
+        "choices": selectors.run_filter_choices(),
         "poll_query": _query(**cursor, v=version),
         "page": page,
         "status": status,
         "status_label": dict(Run.Status.choices).get(status, ""),
-        "status_filters": [("", "All"), *Run.Status.choices],
-        "next_query": _query(status=status, after=str(page.runs[-1].code)) if page.runs else "",
-        "previous_query": _query(status=status, before=str(page.runs[0].code)) if page.runs else "",
+        "status_filters": [
+            (value, label, _query(status=value, **without_status))
+            for value, label in [("", "All"), *Run.Status.choices]
+        ],
+        "filtered": bool(set(params) - {"sort"}),
+        "next_query": _query(**params, after=str(page.runs[-1].code)) if page.runs else "",
+        "previous_query": _query(**params, before=str(page.runs[0].code)) if page.runs else "",
     }
     template = "traces/run_list.html#table" if request.htmx else "traces/run_list.html"
     return render(request, template, context)
