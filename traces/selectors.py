@@ -238,6 +238,22 @@ def span_get(*, run: Run, span_id: str) -> Span:
     return Span.objects.get(run=run, span_id=span_id)
 
 
+def span_attempt_count(*, span: Span) -> int:
+    """How many attempts the call this span is one attempt of has had so far."""
+    return Span.objects.filter(
+        run_id=span.run_id,
+        parent_span_id=span.parent_span_id,
+        kind=span.kind,
+        name=span.name,
+        step=span.step,
+    ).count()
+
+
+def effect_for_key(*, run: Run, key: str) -> Effect | None:
+    """The ledger row a tool span wrote, by its idempotency key."""
+    return Effect.objects.filter(run=run, idempotency_key=key).first()
+
+
 def run_effects_list(*, run: Run) -> list[Effect]:
     """The ledger rows this run wrote, oldest first."""
     return list(Effect.objects.filter(run=run).order_by("created_at", "id"))

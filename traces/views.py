@@ -10,9 +10,17 @@ from typing import Any
 from uuid import UUID
 
 from django import forms
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
-from django.shortcuts import render
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+    QueryDict,
+)
+from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 from django_htmx.http import HttpResponseStopPolling
@@ -22,28 +30,14 @@ from agentops.models import Run
 from agentops.money import money_format
 from approvals.selectors import action_list_for_run
 from traces import selectors
+from traces.display import duration_text, span_as_dict, span_part, span_parts, waterfall
 from traces.models import Span
 
-# A payload longer than this is folded into a <details> so the timeline stays scannable.
+# A payload longer than this is folded into a <details> so the page stays scannable.
 PAYLOAD_FOLD_LINES = 14
 PAYLOAD_FOLD_CHARS = 1200
 CHIP_MAX_CHARS = 80
-
-
-def duration_text(value: timedelta | float | None) -> str:
-    """A duration as a person reads it: "350 ms", "2.4 s", "3 m 05 s", "2 h 03 m"."""
-    if value is None:
-        return "—"
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value / 1000
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} m {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} m"
+SPAN_PARTS = ("input", "output", "attributes")
 
 
 def _fingerprint(*state: Any) -> str:
@@ -82,7 +76,7 @@ class RunFilterForm(forms.Form):
     )
     sort = forms.ChoiceField(
         choices=[
-            ("newest", "Newest first"),
+            ("", "Newest first"),
             ("oldest", "Oldest first"),
             ("cost", "Most expensive"),
             ("duration", "Slowest"),
@@ -214,16 +208,6 @@ class Payload:
     lines: int
 
 
-@dataclass(frozen=True)
-class SpanRow:
-    span: Span
-    depth: int
-    duration: str
-    payloads: list[Payload]
-    # Short flat attributes read better as "key value" chips than as a JSON block.
-    chips: list[tuple[str, str]]
-
-
 def _payload(label: str, value: Any) -> Payload | None:
     if value in (None, "", {}, []):
         return None
@@ -251,31 +235,6 @@ def _chips(attributes: Any) -> list[tuple[str, str]] | None:
     return chips
 
 
-def _span_rows(spans: list[Span]) -> list[SpanRow]:
-    depths: dict[str, int] = {}
-    rows = []
-    for span in spans:
-        # Spans start after their parent, so the parent's depth is already known.
-        depth = depths.get(span.parent_span_id, -1) + 1 if span.parent_span_id else 0
-        depths[span.span_id] = depth
-        chips = _chips(span.attributes)
-        payloads = [
-            _payload("Input", span.input),
-            _payload("Output", span.output),
-            None if chips is not None else _payload("Attributes", span.attributes),
-        ]
-        rows.append(
-            SpanRow(
-                span=span,
-                depth=min(depth, 4),
-                duration=duration_text(span.duration_ms),
-                payloads=[p for p in payloads if p is not None],
-                chips=chips or [],
-            )
-        )
-    return rows
-
-
 def _live_version(run: Run, spans: list[Span], effects: list, actions: list) -> str:
     return _fingerprint(
         # Conditional UPDATEs skip auto_now, so updated_at alone is not enough.
@@ -286,7 +245,31 @@ def _live_version(run: Run, spans: list[Span], effects: list, actions: list) -> 
     )
 
 
-def _run_context(run: Run) -> dict[str, Any]:
+def _span_detail_context(run: Run, span: Span) -> dict[str, Any]:
+    attributes = span.attributes if isinstance(span.attributes, dict) else {}
+    chips = _chips(attributes)
+    parts = [p for p in span_parts(span) if not (p.name == "attributes" and chips is not None)]
+    effect = None
+    if span.kind == Span.Kind.TOOL and attributes.get("idempotency_key"):
+        effect = selectors.effect_for_key(run=run, key=str(attributes["idempotency_key"]))
+        if effect is not None:
+            effect.payloads = [
+                p
+                for p in (_payload("Result", effect.result), _payload("Error", effect.error))
+                if p is not None
+            ]
+    return {
+        "run": run,
+        "span": span,
+        "parts": parts,
+        "chips": chips or [],
+        "attempts": selectors.span_attempt_count(span=span),
+        "duration": duration_text(span.duration_ms) if span.ended_at else "running…",
+        "effect": effect,
+    }
+
+
+def _run_context(run: Run, open_span_id: str = "") -> dict[str, Any]:
     actions = action_list_for_run(run=run)
     for action in actions:
         action.amount_text = money_format(cents=action.amount_cents, currency=action.currency)
@@ -299,27 +282,44 @@ def _run_context(run: Run) -> dict[str, Any]:
         ]
         effect.payloads = [p for p in payloads if p is not None]
     spans = selectors.run_spans_list(run=run)
+    rows, ticks = waterfall(spans, now=timezone.now())
+    open_span = next((s for s in spans if s.span_id == open_span_id), None)
     return {
         "nav_section": "runs",
         "live_version": _live_version(run, spans, effects, actions),
         "run": run,
         "ticket": run.ticket,
         "duration": duration_text(run.duration),
-        "span_rows": _span_rows(spans),
+        "rows": rows,
+        "span_count": len(spans),
+        "ticks": ticks,
+        "open_span_id": open_span.span_id if open_span else "",
+        "open_detail": _span_detail_context(run, open_span) if open_span else None,
         "effects": effects,
         "actions": actions,
         "conversation": _payload("Conversation", run.messages),
     }
 
 
+def _get_run(code: UUID) -> Run:
+    try:
+        return selectors.run_get(code=code)
+    except Run.DoesNotExist:
+        raise Http404("No run with that code.") from None
+
+
+def _get_span(run: Run, span_id: str) -> Span:
+    try:
+        return selectors.span_get(run=run, span_id=span_id)
+    except Span.DoesNotExist:
+        raise Http404("No span with that id in this run.") from None
+
+
 @require_safe
 @staff_required
 def run_detail(request: HttpRequest, code: UUID) -> HttpResponse:
-    try:
-        run = selectors.run_get(code=code)
-    except Run.DoesNotExist:
-        raise Http404("No run with that code.") from None
-    context = _run_context(run)
+    run = _get_run(code)
+    context = _run_context(run, open_span_id=request.GET.get("span", ""))
     if not request.htmx:
         return render(request, "traces/run_detail.html", context)
     if run.is_final:
@@ -329,3 +329,90 @@ def run_detail(request: HttpRequest, code: UUID) -> HttpResponse:
     if request.GET.get("v") == context["live_version"]:
         return HttpResponse(status=204)  # nothing changed since the last poll
     return render(request, "traces/run_detail.html#steps", context)
+
+
+@require_safe
+@staff_required
+def span_detail(request: HttpRequest, code: UUID, span_id: str) -> HttpResponse:
+    """One span's detail, opened in place under its bar (the page itself without htmx)."""
+    run = _get_run(code)
+    span = _get_span(run, span_id)
+    if not request.htmx:
+        url = reverse("run_detail", args=[run.code])
+        return redirect(f"{url}?{_query(span=span.span_id)}#span-{span.span_id}")
+    context = {"detail": _span_detail_context(run, span)}
+    return render(request, "traces/run_detail.html#span_detail", context)
+
+
+@require_safe
+@staff_required
+def span_part_view(request: HttpRequest, code: UUID, span_id: str, part: str) -> HttpResponse:
+    """A large payload of a span, loaded when someone opens it; JSON without htmx."""
+    if part not in SPAN_PARTS:
+        raise Http404("No such part of a span.")
+    span = _get_span(_get_run(code), span_id)
+    found = span_part(span, part)
+    if found is None:
+        raise Http404("That part of the span is empty.")
+    if not request.htmx:
+        return JsonResponse(
+            found.value, safe=False, json_dumps_params={"indent": 2, "ensure_ascii": False}
+        )
+    return render(request, "traces/run_detail.html#part_body", {"part": found})
+
+
+@require_safe
+@staff_required
+def span_json(request: HttpRequest, code: UUID, span_id: str) -> HttpResponse:
+    """A span as JSON, for the copy button and for pasting into an issue."""
+    span = _get_span(_get_run(code), span_id)
+    return JsonResponse(span_as_dict(span), json_dumps_params={"indent": 2, "ensure_ascii": False})
+
+
+@require_safe
+@staff_required
+def run_trace_json(request: HttpRequest, code: UUID) -> HttpResponse:
+    """The whole trace as a JSON file: the run, its spans and its ledger rows."""
+    run = _get_run(code)
+    body = {
+        "run": {
+            "code": str(run.code),
+            "trace_id": run.trace_id,
+            "status": run.status,
+            "model": run.model,
+            "outcome_reason": run.outcome_reason,
+            "ticket": {
+                "code": str(run.ticket.code),
+                "external_id": run.ticket.external_id,
+                "customer_email": run.ticket.customer_email,
+                "subject": run.ticket.subject,
+            },
+            "step_count": run.step_count,
+            "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens,
+            "cost": str(run.cost),
+            "created_at": run.created_at.isoformat(),
+            "started_at": run.started_at.isoformat() if run.started_at else None,
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        },
+        "spans": [span_as_dict(s) for s in selectors.run_spans_list(run=run)],
+        "effects": [
+            {
+                "idempotency_key": e.idempotency_key,
+                "tool": e.tool,
+                "status": e.status,
+                "attempts": e.attempts,
+                "request": e.request,
+                "result": e.result,
+                "error": e.error,
+                "provider_ref": e.provider_ref,
+                "created_at": e.created_at.isoformat(),
+                "completed_at": e.completed_at.isoformat() if e.completed_at else None,
+            }
+            for e in selectors.run_effects_list(run=run)
+        ],
+    }
+    response = JsonResponse(body, json_dumps_params={"indent": 2, "ensure_ascii": False})
+    filename = f"trace-{run.trace_id or run.code}.json"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
