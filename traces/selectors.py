@@ -96,7 +96,11 @@ def _search(q: str) -> Q:
 
 def run_search(*, filters: RunFilters) -> QuerySet[Run]:
     """Runs matching the filters, unordered, with `elapsed` (finished_at - started_at) annotated."""
-    runs: QuerySet[Run] = Run.objects.select_related("ticket").annotate(
+    runs: QuerySet[Run] = (
+        Run.objects.select_related("ticket")
+        # The conversation can be long; the list never shows it.
+        .defer("messages", "tool_results", "triage", "reply")
+    ).annotate(
         # Not `duration`: Run has a property of that name.
         elapsed=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
     )
@@ -138,9 +142,15 @@ def _key(run: Run, key: str):
 
 
 def _beyond(key: str, value, pk: int, *, descending: bool) -> Q:
-    """Rows after (key, id) = (value, pk) in the list's order; id breaks ties."""
-    op = "lt" if descending else "gt"
-    return Q(**{f"{key}__{op}": value}) | Q(**{key: value, f"id__{op}": pk})
+    """Rows after (key, id) = (value, pk) in the list's order; id breaks ties.
+
+    The redundant `key <= value` (or >=) up front lets PostgreSQL read the index
+    from the cursor on instead of scanning and sorting: an OR alone defeats it.
+    """
+    op, bound = ("lt", "lte") if descending else ("gt", "gte")
+    return Q(**{f"{key}__{bound}": value}) & (
+        Q(**{f"{key}__{op}": value}) | Q(**{key: value, f"id__{op}": pk})
+    )
 
 
 def run_list_page(
@@ -180,14 +190,14 @@ def run_list_page(
         has_previous = len(window) > size
         page = list(reversed(window[:size]))
         edge = page[-1] if page else cursor
-        has_next = runs.filter(later(edge) | Q(pk=cursor.pk)).exists()
+        has_next = runs.filter(later(edge)).exists() or runs.filter(pk=cursor.pk).exists()
         return RunPage(runs=page, has_previous=has_previous, has_next=has_next, filters=filters)
 
     if after is not None:
         window = list(forward.filter(later(cursor))[: size + 1])
         page = window[:size]
         edge = page[0] if page else cursor
-        has_previous = runs.filter(earlier(edge) | Q(pk=cursor.pk)).exists()
+        has_previous = runs.filter(earlier(edge)).exists() or runs.filter(pk=cursor.pk).exists()
         return RunPage(
             runs=page, has_previous=has_previous, has_next=len(window) > size, filters=filters
         )
@@ -216,6 +226,7 @@ def run_error_classes(*, runs: list[Run]) -> dict[int, list[str]]:
         Span.objects.filter(run__in=[r.pk for r in runs])
         .exclude(error_class="")
         .values_list("run_id", "error_class")
+        .order_by()  # no default ordering: it would join DISTINCT
         .distinct()
     )
     for run_id, error_class in rows:
