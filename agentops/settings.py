@@ -4,6 +4,7 @@
 ImproperlyConfigured, never at the first request.
 """
 
+import re
 from pathlib import Path
 
 import environ
@@ -211,11 +212,18 @@ else:
     }
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="support@agentops.local")
 
+# "json": one JSON object a line, with the trace and run ids of the run being worked on.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "traces.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
@@ -273,6 +281,25 @@ RETRY_MAX_DELAY_SECONDS = env.float("RETRY_MAX_DELAY_SECONDS", default=8.0)
 # Refunds above this (minor units, in the order's currency) wait for a person
 # unless an admin-edited RiskPolicy for the currency says otherwise.
 DEFAULT_APPROVAL_THRESHOLD_CENTS = env.int("DEFAULT_APPROVAL_THRESHOLD_CENTS", default=5000)
+
+# --- Traces ----------------------------------------------------------------
+
+# Export spans over OTLP/HTTP (Jaeger, Tempo, Langfuse, Phoenix...) when set,
+# e.g. http://localhost:4318; /v1/traces is appended. Unset: no export.
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="agentops")
+# More secrets to redact from spans, as regular expressions separated by ";;"
+# (API keys, bearer tokens and card numbers are always redacted).
+TRACE_REDACT_PATTERNS = [
+    p for p in env.str("TRACE_REDACT_PATTERNS", default="").split(";;") if p.strip()
+]
+for _pattern in TRACE_REDACT_PATTERNS:
+    try:
+        re.compile(_pattern)
+    except re.error as exc:
+        raise ImproperlyConfigured(
+            f"TRACE_REDACT_PATTERNS has an invalid pattern {_pattern!r}: {exc}"
+        ) from exc
 
 # --- Payments --------------------------------------------------------------
 

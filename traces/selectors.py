@@ -240,8 +240,11 @@ def run_get(*, code: UUID) -> Run:
 
 
 def run_spans_list(*, run: Run) -> list[Span]:
-    """The run's spans in the order they started."""
-    return list(Span.objects.filter(run=run).order_by("started_at", "id"))
+    """The run's spans in the order they started (each with `run` already set)."""
+    spans = list(Span.objects.filter(run=run).order_by("started_at", "id"))
+    for span in spans:
+        span.run = run
+    return spans
 
 
 def span_get(*, run: Run, span_id: str) -> Span:

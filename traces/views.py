@@ -32,6 +32,7 @@ from approvals.selectors import action_list_for_run
 from traces import selectors
 from traces.display import duration_text, span_as_dict, span_part, span_parts, waterfall
 from traces.models import Span
+from traces.otel import run_otel_attributes, span_otel_name
 
 # A payload longer than this is folded into a <details> so the page stays scannable.
 PAYLOAD_FOLD_LINES = 14
@@ -374,6 +375,8 @@ def span_json(request: HttpRequest, code: UUID, span_id: str) -> HttpResponse:
 def run_trace_json(request: HttpRequest, code: UUID) -> HttpResponse:
     """The whole trace as a JSON file: the run, its spans and its ledger rows."""
     run = _get_run(code)
+    spans = selectors.run_spans_list(run=run)
+    otel = run_otel_attributes(spans)  # what an OTLP export would send, GenAI conventions
     body = {
         "run": {
             "code": str(run.code),
@@ -395,7 +398,10 @@ def run_trace_json(request: HttpRequest, code: UUID) -> HttpResponse:
             "started_at": run.started_at.isoformat() if run.started_at else None,
             "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         },
-        "spans": [span_as_dict(s) for s in selectors.run_spans_list(run=run)],
+        "spans": [
+            {**span_as_dict(s), "otel": {"name": span_otel_name(s), "attributes": otel[s.span_id]}}
+            for s in spans
+        ],
         "effects": [
             {
                 "idempotency_key": e.idempotency_key,

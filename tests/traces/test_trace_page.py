@@ -179,6 +179,11 @@ def test_it_downloads_the_whole_trace_as_a_json_file(lead_client, failed_run):
     assert body["run"]["status"] == "failed"
     assert [s["kind"] for s in body["spans"]] == ["run", "model", "validate", "tool", "tool"]
     assert body["effects"][0]["status"] == "failed"
+    model = body["spans"][1]["otel"]
+    assert model["name"] == "chat claude-sonnet-4-5"
+    assert model["attributes"]["gen_ai.usage.input_tokens"] == 812
+    failed = body["spans"][4]["otel"]["attributes"]
+    assert failed["gen_ai.tool.name"] == "issue_refund" and failed["error.type"] == "terminal"
     html = lead_client.get(reverse("run_detail", args=[run.code])).content.decode()
     assert f'href="{reverse("run_trace_json", args=[run.code])}" download' in html
 
