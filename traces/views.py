@@ -30,6 +30,8 @@ from agentops.models import Run
 from agentops.money import money_format
 from approvals.selectors import action_list_for_run
 from traces import selectors
+from traces.charts import stacked_bars
+from traces.dashboard import dashboard_get
 from traces.display import duration_text, span_as_dict, span_part, span_parts, waterfall
 from traces.models import Span
 from traces.otel import run_otel_attributes, span_otel_name
@@ -422,3 +424,85 @@ def run_trace_json(request: HttpRequest, code: UUID) -> HttpResponse:
     filename = f"trace-{run.trace_id or run.code}.json"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+# --- Dashboard ----------------------------------------------------------------
+
+DASHBOARD_PRESETS = [
+    (1, "24 hours"),
+    (7, "7 days"),
+    (30, "30 days"),
+    (90, "90 days"),
+    (365, "a year"),
+]
+
+
+class DashboardRangeForm(forms.Form):
+    days = forms.IntegerField(min_value=1, max_value=3660, required=False)
+    since = forms.DateField(label="From", required=False)
+    until = forms.DateField(label="To", required=False, help_text="inclusive")
+
+    def clean(self):
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        if since and until and until < since:
+            raise forms.ValidationError("the end date is before the start date")
+        if since and until and (until - since).days > 3660:
+            raise forms.ValidationError("the range is longer than ten years")
+        return data
+
+    def range(self) -> tuple[datetime, datetime]:
+        data = self.cleaned_data
+        now = timezone.now()
+        if data["since"] or data["until"]:
+            until = _day_start(data["until"] + timedelta(days=1)) if data["until"] else now
+            since = _day_start(data["since"]) if data["since"] else until - timedelta(days=30)
+            return since, until
+        return now - timedelta(days=data["days"] or 30), now
+
+
+def _ago(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    return duration_text(timezone.now() - moment)
+
+
+@require_safe
+@staff_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    form = DashboardRangeForm(request.GET)
+    if not form.is_valid():
+        message = f"Bad range: {_form_errors(form)}"
+        return HttpResponseBadRequest(message, content_type="text/plain")
+    since, until = form.range()
+    # Whole minutes, so the cache (a minute per range) is shared between page loads.
+    since, until = since.replace(second=0, microsecond=0), until.replace(second=0, microsecond=0)
+    data = dashboard_get(since=since, until=until)
+    largest = max((count for _, _, count in data.outcomes), default=0) or 1
+    context = {
+        "nav_section": "dashboard",
+        "form": form,
+        "data": data,
+        "days_param": form.cleaned_data["days"]
+        or (None if form.cleaned_data["since"] or form.cleaned_data["until"] else 30),
+        "presets": DASHBOARD_PRESETS,
+        "outcomes": [
+            (status, label, count, round(count / largest * 100, 1))
+            for status, label, count in data.outcomes
+        ],
+        "oldest_pending_age": _ago(data.oldest_pending_at),
+        "latencies": [
+            (
+                row.label,
+                row.count,
+                duration_text(row.p50 * 1000) if row.p50 is not None else "—",
+                duration_text(row.p99 * 1000) if row.p99 is not None else "—",
+            )
+            for row in data.latencies
+        ],
+        "errors_chart": stacked_bars("Errors per day, by class", data.days, data.errors_by_day),
+        "spend_chart": stacked_bars(
+            "Spend per day, by model", data.days, data.spend_by_day, unit="$"
+        ),
+    }
+    return render(request, "traces/dashboard.html", context)

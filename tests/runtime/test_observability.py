@@ -104,8 +104,13 @@ def test_a_finished_run_is_exported_over_otlp_with_genai_attributes(
     assert root["gen_ai.operation.name"] == "invoke_agent"
     assert root["agentops.run.code"] == str(run.code)
 
-    chat = next(a for name, v in by_name.items() if name.startswith("chat ") for a in v
-                if a["agentops.span.kind"] == "model")  # fmt: skip
+    chat = next(
+        a
+        for name, v in by_name.items()
+        if name.startswith("chat ")
+        for a in v
+        if a["agentops.span.kind"] == "model"
+    )
     assert chat["gen_ai.operation.name"] == "chat"
     assert chat["gen_ai.request.model"] == run.model
     assert chat["gen_ai.usage.input_tokens"] > 0

@@ -15,6 +15,7 @@ page = web.page
 make_run = web.make_run
 make_span = web.make_span
 make_effect = web.make_effect
+make_action = web.make_action
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ def test_it_opens_a_failed_run_from_the_list_and_expands_the_failing_span(
 ):
     make_run(subject="A quiet resolved run")
     run, failing = failed_run["run"], failed_run["attempts"][1]
-    log_in(page, support_lead, goto="/")
+    log_in(page, support_lead, goto="/runs/")
 
     page.get_by_label("Error class").select_option("terminal")
     table = page.locator("#runs-table")
     expect(table).not_to_contain_text("A quiet resolved run")
-    expect(page).to_have_url(re.compile(r"/\?error_class=terminal$"))
+    expect(page).to_have_url(re.compile(r"/runs/\?error_class=terminal$"))
     table.get_by_role("link", name="Refund failed").click()
     expect(page).to_have_url(re.compile(f"/runs/{run.code}/$"))
     page.wait_for_function("() => window.htmx !== undefined")

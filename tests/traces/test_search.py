@@ -145,7 +145,7 @@ def test_it_keeps_every_filter_in_the_status_links_and_the_pager(lead_client, ma
     html = lead_client.get(
         reverse("runs"), {"model": "offline", "sort": "oldest", "status": "failed"}
     ).content.decode()
-    assert 'href="/?status=escalated&amp;model=offline&amp;sort=oldest"' in html
+    assert 'href="/runs/?status=escalated&amp;model=offline&amp;sort=oldest"' in html
     assert "status=failed&amp;model=offline&amp;sort=oldest&amp;after=" in html
 
 

@@ -5,6 +5,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Count
+from django.urls import reverse
 
 from agentops.models import Run, Ticket
 from traces.models import Span
@@ -34,7 +35,7 @@ def test_it_seeds_runs_with_about_ten_spans_each_under_one_root(client, support_
     }
     # The pages work on what it made.
     client.force_login(support_lead)
-    assert client.get("/", {"error_class": "transient"}).status_code == 200
+    assert client.get(reverse("runs"), {"error_class": "transient"}).status_code == 200
     busiest = started.annotate(n=Count("spans")).order_by("-n").first()
     assert client.get(f"/runs/{busiest.code}/").status_code == 200
 

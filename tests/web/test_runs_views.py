@@ -103,8 +103,8 @@ def test_it_filters_runs_by_status(lead_client, make_run):
 def test_it_gives_every_filter_an_href_and_pushes_its_url(lead_client, make_run):
     make_run()
     html = lead_client.get(reverse("runs")).content.decode()
-    assert 'href="/?status=awaiting_approval"' in html
-    assert 'hx-get="/?status=awaiting_approval"' in html
+    assert 'href="/runs/?status=awaiting_approval"' in html
+    assert 'hx-get="/runs/?status=awaiting_approval"' in html
     assert 'hx-push-url="true"' in html
 
 
@@ -296,12 +296,12 @@ def test_it_polls_the_first_page_and_answers_204_while_nothing_changed(lead_clie
     run = make_run(Run.Status.RUNNING)
     response = lead_client.get(reverse("runs"), {"status": "running"})
     poll = response.context["poll_query"]
-    assert f'hx-get="/?{poll.replace("&", "&amp;")}" hx-trigger="every 5s"' in (
+    assert f'hx-get="/runs/?{poll.replace("&", "&amp;")}" hx-trigger="every 5s"' in (
         response.content.decode()
     )
-    assert lead_client.get(f"/?{poll}", headers=HX).status_code == 204
+    assert lead_client.get(f"/runs/?{poll}", headers=HX).status_code == 204
     Run.objects.filter(pk=run.pk).update(step_count=2)
-    again = lead_client.get(f"/?{poll}", headers=HX)
+    again = lead_client.get(f"/runs/?{poll}", headers=HX)
     assert again.status_code == 200
     assert again.content.decode().lstrip().startswith('<section id="runs-table"')
 

@@ -12,6 +12,7 @@ import statistics
 import time
 
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.models import Count
@@ -74,6 +75,9 @@ class Command(BaseCommand):
                 reverse("runs") + f"?q={email.ticket.customer_email}" if email else "/",
             ),
             (f"deep page (after run #{deep_offset})", reverse("runs") + f"?after={deep}"),
+            # The cache is cleared before each of these requests: the figures are computed.
+            ("dashboard, 30 days (uncached)", reverse("dashboard") + "?days=30"),
+            ("dashboard, a year (uncached)", reverse("dashboard") + "?days=365"),
         ]
         if trace_run is not None:
             pages.append(
@@ -108,6 +112,7 @@ class Command(BaseCommand):
         bare_p50 = None
         for label, url in self._pages():
             headers = {"HX-Request": "true"} if "htmx" in label else {}
+            uncached = "uncached" in label
             for _ in range(warmup):
                 client.get(url, headers=headers)
             queries: list[tuple[float, str]] = []
@@ -122,7 +127,9 @@ class Command(BaseCommand):
             with connection.execute_wrapper(timed):
                 response = client.get(url, headers=headers)
             timings = []
-            for _ in range(count):
+            for _ in range(count if not uncached else max(count // 4, 3)):
+                if uncached:
+                    cache.clear()
                 began = time.perf_counter()
                 response = client.get(url, headers=headers)
                 timings.append((time.perf_counter() - began) * 1000)
