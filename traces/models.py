@@ -64,8 +64,17 @@ class Span(models.Model):
             ),
             # Trace search, "used tool X": EXISTS (... WHERE run_id = r.id AND name = X).
             models.Index(fields=["name", "run"], name="span_name_run"),
-            # prune_traces: spans older than the cut-off, in batches.
+            # prune_traces and the dashboard's errors per day: spans started in a range.
             models.Index(fields=["started_at"], name="span_started"),
+            # The dashboard's step latency: durations of one kind's spans started in a
+            # range, read from the index alone (ended_at is its last column).
+            models.Index(fields=["kind", "started_at", "ended_at"], name="span_kind_started"),
+            # The dashboard's errors per day: failed spans started in a range, by class.
+            models.Index(
+                fields=["started_at", "error_class"],
+                name="span_errors_started",
+                condition=~Q(error_class=""),
+            ),
         ]
 
     def __str__(self) -> str:
