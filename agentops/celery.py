@@ -24,6 +24,7 @@ app.conf.update(
     task_default_queue="agentops",
     beat_schedule={
         "sweep-stale-runs": {"task": "agentops.tasks.sweep_stale_runs", "schedule": 30.0},
+        "check-alerts": {"task": "traces.tasks.check_alerts", "schedule": 60.0},
     },
 )
 app.autodiscover_tasks()

@@ -301,6 +301,15 @@ for _pattern in TRACE_REDACT_PATTERNS:
             f"TRACE_REDACT_PATTERNS has an invalid pattern {_pattern!r}: {exc}"
         ) from exc
 
+# Alerts (thresholds are set in the admin): who is told, and where links point.
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+if ALERT_WEBHOOK_URL and not ALERT_WEBHOOK_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"ALERT_WEBHOOK_URL must be an http(s) URL, got {ALERT_WEBHOOK_URL!r}"
+    )
+SITE_URL = env.str("SITE_URL", default="http://localhost:8000")
+
 # --- Payments --------------------------------------------------------------
 
 PAYMENTS_BACKEND = env.str("PAYMENTS_BACKEND", default="simulated")

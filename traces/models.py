@@ -85,3 +85,57 @@ class Span(models.Model):
         if self.ended_at is None:
             return None
         return (self.ended_at - self.started_at).total_seconds() * 1000
+
+
+class AlertRule(models.Model):
+    """An admin-set threshold; crossing it opens an incident and notifies once."""
+
+    class Metric(models.TextChoices):
+        ERROR_RATE = "error_rate", "Failed runs, % of runs finished in the window"
+        P99_LATENCY = "p99_latency", "p99 run latency in the window, seconds"
+        SPEND_PER_HOUR = "spend_per_hour", "Spend per hour over the window, $"
+        OLDEST_APPROVAL = "oldest_approval", "Age of the oldest pending approval, minutes"
+
+    name = models.CharField(max_length=100)
+    metric = models.CharField(max_length=20, choices=Metric)
+    threshold = models.DecimalField(
+        max_digits=12, decimal_places=4, help_text="An incident opens when the value goes above"
+    )
+    window_minutes = models.PositiveIntegerField(default=60)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(threshold__gte=0), name="alert_threshold_not_negative"
+            ),
+            models.CheckConstraint(condition=Q(window_minutes__gt=0), name="alert_window_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.get_metric_display()} > {self.threshold}"
+
+
+class Incident(models.Model):
+    """A rule's threshold crossed: open until the value comes back under it."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="incidents")
+    value = models.DecimalField(max_digits=16, decimal_places=4)
+    opened_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            # Once per incident: a second check finds the open one and notifies nobody.
+            models.UniqueConstraint(
+                fields=["rule"],
+                condition=Q(resolved_at__isnull=True),
+                name="one_open_incident_per_rule",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = "open" if self.resolved_at is None else "resolved"
+        return f"{self.rule.name} at {self.value} ({state})"

@@ -69,7 +69,7 @@ class Command(BaseCommand):
                 reverse("runs") + "?tool=issue_refund&model=claude-opus-4-5&min_cost=0.02",
             ),
             ("filtered: slowest, 30 s+", reverse("runs") + "?sort=duration&min_duration=30"),
-            ("filtered: last 7 days, cost", reverse("runs") + "?since=2026-01-01&sort=cost"),
+            ("filtered: since Jan 1, by cost", reverse("runs") + "?since=2026-01-01&sort=cost"),
             (
                 "filtered: customer email",
                 reverse("runs") + f"?q={email.ticket.customer_email}" if email else "/",
