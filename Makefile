@@ -7,7 +7,7 @@ PORT ?= 8000
 VENV_BIN := .venv/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test bench lint format
+.PHONY: help install browser demo test bench bench-web lint format
 
 help: ## Show this help
 	@echo "agentops: run LLM support agents in production, safely."
@@ -61,3 +61,9 @@ lint: install ## ruff check and ruff format --check
 format: install ## Fix what ruff can fix, and format
 	$(VENV_BIN)/ruff check --fix .
 	$(VENV_BIN)/ruff format .
+
+bench-web: install ## Seed 100k runs / ~1M spans (PostgreSQL: set DATABASE_URL) and print p50/p95 per trace page
+	@case "$${DATABASE_URL:-}" in postgres*) ;; *) echo "bench-web needs DATABASE_URL=postgres://..."; exit 2;; esac
+	$(VENV_BIN)/python manage.py migrate --no-input -v0
+	$(VENV_BIN)/python manage.py seed_traces --runs $${BENCH_RUNS:-100000} --top-up
+	$(VENV_BIN)/python manage.py bench_web --requests $${BENCH_REQUESTS:-40}

@@ -30,6 +30,7 @@ app.conf.update(
             "task": "approvals.tasks.expire_pending_actions",
             "schedule": 60.0,
         },
+        "check-alerts": {"task": "traces.tasks.check_alerts", "schedule": 60.0},
     },
 )
 app.autodiscover_tasks()

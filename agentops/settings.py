@@ -4,6 +4,7 @@
 ImproperlyConfigured, never at the first request.
 """
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -145,7 +146,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "runs"
+LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -213,11 +214,18 @@ else:
     }
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="support@agentops.local")
 
+# "json": one JSON object a line, with the trace and run ids of the run being worked on.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "traces.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
@@ -305,8 +313,35 @@ APPROVAL_SLA_SECONDS = int(
 )
 # A Slack-compatible incoming webhook told about each new pending action; empty: none.
 APPROVALS_WEBHOOK_URL = env.str("APPROVALS_WEBHOOK_URL", default="")
-# The site's address, for links in notifications.
+# The site's address, for links in notifications and alerts.
 SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
+
+# --- Traces ----------------------------------------------------------------
+
+# Export spans over OTLP/HTTP (Jaeger, Tempo, Langfuse, Phoenix...) when set,
+# e.g. http://localhost:4318; /v1/traces is appended. Unset: no export.
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="agentops")
+# More secrets to redact from spans, as regular expressions separated by ";;"
+# (API keys, bearer tokens and card numbers are always redacted).
+TRACE_REDACT_PATTERNS = [
+    p for p in env.str("TRACE_REDACT_PATTERNS", default="").split(";;") if p.strip()
+]
+for _pattern in TRACE_REDACT_PATTERNS:
+    try:
+        re.compile(_pattern)
+    except re.error as exc:
+        raise ImproperlyConfigured(
+            f"TRACE_REDACT_PATTERNS has an invalid pattern {_pattern!r}: {exc}"
+        ) from exc
+
+# Alerts (thresholds are set in the admin): who is told, and where links point.
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+if ALERT_WEBHOOK_URL and not ALERT_WEBHOOK_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"ALERT_WEBHOOK_URL must be an http(s) URL, got {ALERT_WEBHOOK_URL!r}"
+    )
 
 # --- Payments --------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
-from traces.models import Span
+from traces.models import AlertRule, Incident, Span
 
 
 @admin.register(Span)
@@ -32,4 +32,26 @@ class SpanAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Span | None = None) -> bool:
+        return False
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    list_display = ["name", "metric", "threshold", "window_minutes", "enabled"]
+    list_editable = ["threshold", "enabled"]
+    list_filter = ["metric", "enabled"]
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    """Opened and closed by the checks; read-only here."""
+
+    list_display = ["rule", "value", "opened_at", "resolved_at"]
+    list_filter = ["rule"]
+    list_select_related = ["rule"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Incident | None = None) -> bool:
         return False

@@ -1,6 +1,7 @@
 """Spans: every step of a run, written with the state change it describes."""
 
 from django.db import models
+from django.db.models import Q
 
 
 class Span(models.Model):
@@ -54,8 +55,27 @@ class Span(models.Model):
         indexes = [
             # The run page: a run's spans in order.
             models.Index(fields=["run", "started_at"], name="span_run_started"),
-            # The daily budget cap: the cost of the model and triage spans started today.
+            # Trace search, "error class X": EXISTS (... WHERE run_id = r.id AND error_class = X)
+            # Partial: only failed spans are in it, so it stays small.
+            models.Index(
+                fields=["error_class", "run"],
+                name="span_error_class_run",
+                condition=~Q(error_class=""),
+            ),
+            # Trace search, "used tool X": EXISTS (... WHERE run_id = r.id AND name = X).
+            models.Index(fields=["name", "run"], name="span_name_run"),
+            # prune_traces, the dashboard's errors per day and the daily budget cap's
+            # sum of today's model and triage spans: spans started in a range.
             models.Index(fields=["started_at"], name="span_started"),
+            # The dashboard's step latency: durations of one kind's spans started in a
+            # range, read from the index alone (ended_at is its last column).
+            models.Index(fields=["kind", "started_at", "ended_at"], name="span_kind_started"),
+            # The dashboard's errors per day: failed spans started in a range, by class.
+            models.Index(
+                fields=["started_at", "error_class"],
+                name="span_errors_started",
+                condition=~Q(error_class=""),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -66,3 +86,57 @@ class Span(models.Model):
         if self.ended_at is None:
             return None
         return (self.ended_at - self.started_at).total_seconds() * 1000
+
+
+class AlertRule(models.Model):
+    """An admin-set threshold; crossing it opens an incident and notifies once."""
+
+    class Metric(models.TextChoices):
+        ERROR_RATE = "error_rate", "Failed runs, % of runs finished in the window"
+        P99_LATENCY = "p99_latency", "p99 run latency in the window, seconds"
+        SPEND_PER_HOUR = "spend_per_hour", "Spend per hour over the window, $"
+        OLDEST_APPROVAL = "oldest_approval", "Age of the oldest pending approval, minutes"
+
+    name = models.CharField(max_length=100)
+    metric = models.CharField(max_length=20, choices=Metric)
+    threshold = models.DecimalField(
+        max_digits=12, decimal_places=4, help_text="An incident opens when the value goes above"
+    )
+    window_minutes = models.PositiveIntegerField(default=60)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(threshold__gte=0), name="alert_threshold_not_negative"
+            ),
+            models.CheckConstraint(condition=Q(window_minutes__gt=0), name="alert_window_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.get_metric_display()} > {self.threshold}"
+
+
+class Incident(models.Model):
+    """A rule's threshold crossed: open until the value comes back under it."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="incidents")
+    value = models.DecimalField(max_digits=16, decimal_places=4)
+    opened_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            # Once per incident: a second check finds the open one and notifies nobody.
+            models.UniqueConstraint(
+                fields=["rule"],
+                condition=Q(resolved_at__isnull=True),
+                name="one_open_incident_per_rule",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = "open" if self.resolved_at is None else "resolved"
+        return f"{self.rule.name} at {self.value} ({state})"

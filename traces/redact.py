@@ -1,12 +1,16 @@
 """Redaction applied to every payload before it is stored in a span.
 
 Secrets never reach the database: API keys, bearer tokens and card numbers
-(Luhn-checked, so order ids and tracking numbers are left alone).
+(Luhn-checked, so order ids and tracking numbers are left alone), and whatever
+the TRACE_REDACT_PATTERNS setting adds (regular expressions, checked at start-up).
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+
+from django.conf import settings
 
 _SECRET_PATTERNS = [
     re.compile(
@@ -39,9 +43,16 @@ def _redact_cards(text: str) -> str:
     return _CARD_CANDIDATE.sub(replace, text)
 
 
+@lru_cache(maxsize=8)
+def _configured(patterns: tuple[str, ...]) -> list[re.Pattern]:
+    return [re.compile(p) for p in patterns]
+
+
 def redact_text(text: str) -> str:
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub("[REDACTED secret]", text)
+    for pattern in _configured(tuple(settings.TRACE_REDACT_PATTERNS)):
+        text = pattern.sub("[REDACTED]", text)
     return _redact_cards(text)
 
 

@@ -1,75 +1,237 @@
-"""Reads for the runs list and the run page."""
+"""Reads for the runs list (trace search), the run page and a run's spans."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
 from uuid import UUID
 
-from django.db.models import Q, QuerySet
+from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet
 
 from agentops.models import Effect, Run
 from traces.models import Span
 
 RUNS_PAGE_SIZE = 50
 
+# What the list can be sorted by: (the key it orders on, descending?).
+# Each has an index that serves "ORDER BY key, id LIMIT 51" (see the migrations).
+SORTS: dict[str, tuple[str, bool]] = {
+    "newest": ("created_at", True),
+    "oldest": ("created_at", False),
+    "cost": ("cost", True),
+    "duration": ("elapsed", True),
+}
+
+# Span kinds that name a tool: a run "used" a tool if it validated, checked or called it.
+TOOL_SPAN_KINDS = [Span.Kind.VALIDATE, Span.Kind.POLICY, Span.Kind.APPROVAL, Span.Kind.TOOL]
+
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    """The trace search. Every field empty means every run."""
+
+    status: str = ""
+    error_class: str = ""
+    tool: str = ""
+    model: str = ""
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
+    # A customer email, a run or ticket code, a trace id, or a ticket's external id.
+    q: str = ""
+    min_duration: timedelta | None = None
+    min_cost: Decimal | None = None
+    sort: str = "newest"
+
+    def as_params(self) -> dict[str, str]:
+        """Only the filters that are set, for links (the view formats dates)."""
+        return {k: v for k, v in _params(self).items() if v}
+
+
+def _params(filters: RunFilters) -> dict[str, str]:
+    return {
+        "status": filters.status,
+        "error_class": filters.error_class,
+        "tool": filters.tool,
+        "model": filters.model,
+        "q": filters.q,
+        "sort": "" if filters.sort == "newest" else filters.sort,
+    }
+
 
 @dataclass(frozen=True)
 class RunPage:
-    """One page of runs, newest first. No total count: it would scan the whole table."""
+    """One page of runs in the chosen order. No total count: it would scan the whole table."""
 
     runs: list[Run]
-    has_previous: bool  # newer runs exist
-    has_next: bool  # older runs exist
+    has_previous: bool  # earlier rows exist in this order
+    has_next: bool  # later rows exist in this order
+    filters: RunFilters = field(default_factory=RunFilters)
 
     @property
     def is_first(self) -> bool:
         return not self.has_previous
 
 
-def _older_than(run: Run) -> Q:
-    # Keyset on (created_at, id): the id breaks ties between runs created in the same instant.
-    return Q(created_at__lt=run.created_at) | Q(created_at=run.created_at, id__lt=run.id)
+def _search(q: str) -> Q:
+    q = q.strip()
+    if "@" in q:
+        # Served by the index on UPPER(customer_email) (traces migration 0002).
+        return Q(ticket__customer_email__iexact=q)
+    if _TRACE_ID.match(q.lower()):
+        return Q(trace_id=q.lower())
+    try:
+        code = UUID(q) if len(q) == 36 else None
+    except ValueError:
+        code = None
+    if code is not None:
+        # A run's code or its ticket's: two unique lookups beat one OR across a join.
+        run_id = Run.objects.filter(code=code).values_list("pk", flat=True).first()
+        return Q(pk=run_id) if run_id is not None else Q(ticket__code=code)
+    return Q(ticket__external_id=q)
 
 
-def _newer_than(run: Run) -> Q:
-    return Q(created_at__gt=run.created_at) | Q(created_at=run.created_at, id__gt=run.id)
+def run_search(*, filters: RunFilters) -> QuerySet[Run]:
+    """Runs matching the filters, unordered, with `elapsed` (finished_at - started_at) annotated."""
+    runs: QuerySet[Run] = (
+        Run.objects.select_related("ticket")
+        # The conversation can be long; the list never shows it.
+        .defer("messages", "tool_results", "triage", "reply")
+    ).annotate(
+        # Not `duration`: Run has a property of that name.
+        elapsed=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+    )
+    if filters.status:
+        runs = runs.filter(status=filters.status)
+    if filters.model:
+        runs = runs.filter(model=filters.model)
+    if filters.since is not None:
+        runs = runs.filter(created_at__gte=filters.since)
+    if filters.until is not None:
+        runs = runs.filter(created_at__lt=filters.until)
+    if filters.q.strip():
+        runs = runs.filter(_search(filters.q))
+    if filters.min_cost is not None:
+        runs = runs.filter(cost__gte=filters.min_cost)
+    if filters.min_duration is not None:
+        runs = runs.filter(elapsed__gte=filters.min_duration)
+    if filters.error_class:
+        # Served by span_error_class_run (a partial index over the spans that failed).
+        runs = runs.filter(
+            Exists(Span.objects.filter(run=OuterRef("pk"), error_class=filters.error_class))
+        )
+    if filters.tool:
+        # Served by span_name_run.
+        runs = runs.filter(
+            Exists(
+                Span.objects.filter(run=OuterRef("pk"), name=filters.tool, kind__in=TOOL_SPAN_KINDS)
+            )
+        )
+    if filters.sort == "duration":
+        runs = runs.filter(finished_at__isnull=False, started_at__isnull=False)
+    return runs
+
+
+def _key(run: Run, key: str):
+    if key == "elapsed":
+        return run.finished_at - run.started_at
+    return getattr(run, key)
+
+
+def _beyond(key: str, value, pk: int, *, descending: bool) -> Q:
+    """Rows after (key, id) = (value, pk) in the list's order; id breaks ties.
+
+    The redundant `key <= value` (or >=) up front lets PostgreSQL read the index
+    from the cursor on instead of scanning and sorting: an OR alone defeats it.
+    """
+    op, bound = ("lt", "lte") if descending else ("gt", "gte")
+    return Q(**{f"{key}__{bound}": value}) & (
+        Q(**{f"{key}__{op}": value}) | Q(**{key: value, f"id__{op}": pk})
+    )
 
 
 def run_list_page(
     *,
+    filters: RunFilters | None = None,
     status: str = "",
     after: UUID | None = None,
     before: UUID | None = None,
     size: int = RUNS_PAGE_SIZE,
 ) -> RunPage:
-    """Runs newest first; `after` pages to older runs, `before` to newer ones.
+    """A keyset page of runs; `after` pages on in the order, `before` back.
 
-    Raises Run.DoesNotExist when a cursor names no run.
+    Raises Run.DoesNotExist when a cursor names no run in this order.
     """
-    runs: QuerySet[Run] = Run.objects.select_related("ticket")
-    if status:
-        runs = runs.filter(status=status)
-    newest_first = runs.order_by("-created_at", "-id")
+    filters = filters or RunFilters(status=status)
+    key, descending = SORTS.get(filters.sort, SORTS["newest"])
+    runs = run_search(filters=filters)
+    prefix = "-" if descending else ""
+    forward = runs.order_by(f"{prefix}{key}", f"{prefix}id")
+    backward = runs.order_by(f"{'' if descending else '-'}{key}", f"{'' if descending else '-'}id")
+
+    def later(run: Run) -> Q:
+        return _beyond(key, _key(run, key), run.pk, descending=descending)
+
+    def earlier(run: Run) -> Q:
+        return _beyond(key, _key(run, key), run.pk, descending=not descending)
+
+    cursor_code = before or after
+    cursor = None
+    if cursor_code is not None:
+        cursor = Run.objects.get(code=cursor_code)
+        if key == "elapsed" and (cursor.finished_at is None or cursor.started_at is None):
+            raise Run.DoesNotExist("the cursor run has no duration")
 
     if before is not None:
-        cursor = Run.objects.get(code=before)
-        window = list(runs.filter(_newer_than(cursor)).order_by("created_at", "id")[: size + 1])
+        window = list(backward.filter(earlier(cursor))[: size + 1])
         has_previous = len(window) > size
         page = list(reversed(window[:size]))
-        has_next = runs.filter(_older_than(page[-1] if page else cursor) | Q(pk=cursor.pk)).exists()
-        return RunPage(runs=page, has_previous=has_previous, has_next=has_next)
+        edge = page[-1] if page else cursor
+        has_next = runs.filter(later(edge)).exists() or runs.filter(pk=cursor.pk).exists()
+        return RunPage(runs=page, has_previous=has_previous, has_next=has_next, filters=filters)
 
     if after is not None:
-        cursor = Run.objects.get(code=after)
-        window = list(newest_first.filter(_older_than(cursor))[: size + 1])
+        window = list(forward.filter(later(cursor))[: size + 1])
         page = window[:size]
-        has_previous = runs.filter(
-            _newer_than(page[0] if page else cursor) | Q(pk=cursor.pk)
-        ).exists()
-        return RunPage(runs=page, has_previous=has_previous, has_next=len(window) > size)
+        edge = page[0] if page else cursor
+        has_previous = runs.filter(earlier(edge)).exists() or runs.filter(pk=cursor.pk).exists()
+        return RunPage(
+            runs=page, has_previous=has_previous, has_next=len(window) > size, filters=filters
+        )
 
-    window = list(newest_first[: size + 1])
-    return RunPage(runs=window[:size], has_previous=False, has_next=len(window) > size)
+    window = list(forward[: size + 1])
+    return RunPage(
+        runs=window[:size], has_previous=False, has_next=len(window) > size, filters=filters
+    )
+
+
+def run_filter_choices() -> dict[str, list[str]]:
+    """Tools and models to offer in the filter form: known names, not a scan of the data."""
+    from django.conf import settings
+
+    from agentops.runtime.pricing import PRICES
+    from agentops.runtime.tools import TOOLS
+
+    models = {"offline", settings.AGENT_MODEL, settings.TRIAGE_MODEL, *PRICES}
+    return {"tools": sorted(TOOLS), "models": sorted(m for m in models if m)}
+
+
+def run_error_classes(*, runs: list[Run]) -> dict[int, list[str]]:
+    """The error classes of each run's failed spans, for a page of runs (one query)."""
+    found: dict[int, set[str]] = {}
+    rows = (
+        Span.objects.filter(run__in=[r.pk for r in runs])
+        .exclude(error_class="")
+        .values_list("run_id", "error_class")
+        .order_by()  # no default ordering: it would join DISTINCT
+        .distinct()
+    )
+    for run_id, error_class in rows:
+        found.setdefault(run_id, set()).add(error_class)
+    return {run_id: sorted(classes) for run_id, classes in found.items()}
 
 
 def run_get(*, code: UUID) -> Run:
@@ -78,8 +240,32 @@ def run_get(*, code: UUID) -> Run:
 
 
 def run_spans_list(*, run: Run) -> list[Span]:
-    """The run's spans in the order they started."""
-    return list(Span.objects.filter(run=run).order_by("started_at", "id"))
+    """The run's spans in the order they started (each with `run` already set)."""
+    spans = list(Span.objects.filter(run=run).order_by("started_at", "id"))
+    for span in spans:
+        span.run = run
+    return spans
+
+
+def span_get(*, run: Run, span_id: str) -> Span:
+    """One span of a run. Raises Span.DoesNotExist."""
+    return Span.objects.get(run=run, span_id=span_id)
+
+
+def span_attempt_count(*, span: Span) -> int:
+    """How many attempts the call this span is one attempt of has had so far."""
+    return Span.objects.filter(
+        run_id=span.run_id,
+        parent_span_id=span.parent_span_id,
+        kind=span.kind,
+        name=span.name,
+        step=span.step,
+    ).count()
+
+
+def effect_for_key(*, run: Run, key: str) -> Effect | None:
+    """The ledger row a tool span wrote, by its idempotency key."""
+    return Effect.objects.filter(run=run, idempotency_key=key).first()
 
 
 def run_effects_list(*, run: Run) -> list[Effect]:

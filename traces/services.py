@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from decimal import Decimal
 
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from traces.models import Span
@@ -67,3 +70,134 @@ def span_finish(
     if attributes:
         span.attributes = {**span.attributes, **redact(attributes)}
     return span
+
+
+# --- retention ------------------------------------------------------------------------
+
+
+def _final_runs_before(before: datetime):
+    from agentops.models import Run
+
+    return Run.objects.filter(created_at__lt=before, status__in=Run.FINAL_STATUSES)
+
+
+def spans_prune(*, before: datetime, batch: int = 5000, dry_run: bool = False) -> int:
+    """Delete the spans of finished runs created before `before`, `batch` rows a transaction.
+
+    Short transactions: each deletes one batch by primary key and commits, so no
+    lock is held long and the runtime's writes go on. Unfinished runs keep theirs.
+    Returns how many spans were (or, with dry_run, would be) deleted.
+    """
+    spans = Span.objects.filter(run__in=_final_runs_before(before))
+    if dry_run:
+        return spans.count()
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(spans.order_by().values_list("pk", flat=True)[:batch])
+            if not ids:
+                return deleted
+            count, _ = Span.objects.filter(pk__in=ids).delete()
+        deleted += count
+
+
+def span_payloads_drop(*, before: datetime, batch: int = 5000, dry_run: bool = False) -> int:
+    """Drop input and output of the spans of resolved runs created before `before`.
+
+    Status, error class, attempt, model, tokens, cost and timings stay, so the
+    dashboard's figures and the waterfall survive. Returns how many spans changed.
+    """
+    from agentops.models import Run
+
+    runs = Run.objects.filter(created_at__lt=before, status=Run.Status.RESOLVED)
+    spans = Span.objects.filter(run__in=runs).filter(
+        Q(input__isnull=False) | Q(output__isnull=False)
+    )
+    if dry_run:
+        return spans.count()
+    changed = 0
+    while True:
+        with transaction.atomic():
+            ids = list(spans.order_by().values_list("pk", flat=True)[:batch])
+            if not ids:
+                return changed
+            changed += Span.objects.filter(pk__in=ids).update(input=None, output=None)
+
+
+# --- alerts ---------------------------------------------------------------------------
+
+
+def alerts_check(*, now: datetime | None = None) -> list:
+    """Evaluate every enabled rule: open an incident when one crosses, close it when back.
+
+    An incident opens once (a partial unique constraint allows one open incident per
+    rule), so a rule that stays above its threshold notifies once, not every minute.
+    Returns the incidents opened by this check.
+    """
+    from traces.alerts import alert_link, alert_value
+    from traces.models import AlertRule, Incident
+
+    now = now or timezone.now()
+    opened = []
+    for rule in AlertRule.objects.filter(enabled=True):
+        value = alert_value(rule=rule, now=now)
+        if value is not None and value > rule.threshold:
+            try:
+                with transaction.atomic():
+                    incident = Incident.objects.create(rule=rule, value=value, opened_at=now)
+            except IntegrityError:
+                continue  # already open: notified when it opened
+            link = alert_link(rule=rule, now=now)
+            transaction.on_commit(
+                lambda i=incident, link=link: incident_notify(incident=i, link=link)
+            )
+            opened.append(incident)
+        else:
+            # Back under (or nothing to measure): one conditional UPDATE closes it.
+            Incident.objects.filter(rule=rule, resolved_at__isnull=True).update(resolved_at=now)
+    return opened
+
+
+def incident_notify(*, incident, link: str) -> None:
+    """Email the alert recipients and, when configured, post to a Slack-compatible webhook.
+
+    Failures are logged: an alert that cannot be sent must not stop the next check.
+    """
+    import json
+    import logging
+    import urllib.request
+
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.core.mail import send_mail
+
+    logger = logging.getLogger(__name__)
+    rule = incident.rule
+    url = settings.SITE_URL.rstrip("/") + link
+    text = (
+        f"[agentops] {rule.name}: {rule.get_metric_display()} is {incident.value:.2f}, "
+        f"above {rule.threshold} (window {rule.window_minutes} min). See {url}"
+    )
+    recipients = list(settings.ALERT_EMAILS) or list(
+        get_user_model()
+        .objects.filter(is_superuser=True, is_active=True)
+        .exclude(email="")
+        .values_list("email", flat=True)
+    )
+    if recipients:
+        try:
+            send_mail(f"[agentops] {rule.name}", text, None, recipients)
+        except Exception:
+            logger.exception("alert email for %s could not be sent", rule.name)
+    if settings.ALERT_WEBHOOK_URL:
+        request = urllib.request.Request(  # noqa: S310 (an admin-set http(s) URL)
+            settings.ALERT_WEBHOOK_URL,
+            data=json.dumps({"text": text}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5):  # noqa: S310
+                pass
+        except Exception:
+            logger.exception("alert webhook for %s failed", rule.name)

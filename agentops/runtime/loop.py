@@ -47,7 +47,9 @@ from agentops.runtime.triage import triage_ticket
 from approvals.models import PendingAction
 from approvals.policy import APPROVAL, BLOCK, autonomy_check, policy_evaluate_call
 from approvals.services import action_propose
+from traces.logs import run_log_context
 from traces.models import Span
+from traces.otel import trace_export_on_commit
 from traces.services import span_build, span_finish
 
 logger = logging.getLogger(__name__)
@@ -80,7 +82,11 @@ def run_advance(*, run_id: int, worker: str | None = None) -> str:
     run = _claim(run_id=run_id, worker=worker)
     if run is None:
         return "not_claimed"
-    return Runner(run, worker).go()
+    with run_log_context(run=run):
+        status = Runner(run, worker).go()
+    if status in Run.FINAL_STATUSES:
+        trace_export_on_commit(run_id=run.pk)  # OTLP, when configured; never raises
+    return status
 
 
 def _claim(*, run_id: int, worker: str) -> Run | None:

@@ -146,7 +146,7 @@ def test_it_filters_runs_in_place_and_puts_the_filter_in_the_address(
 ):
     make_run(Run.Status.RESOLVED, subject="Resolved ticket")
     make_run(Run.Status.ESCALATED, subject="Escalated ticket")
-    log_in(page, support_lead, goto="/")
+    log_in(page, support_lead, goto="/runs/")
     table = page.locator("#runs-table")
     expect(table).to_contain_text("Resolved ticket")
     mark_page(page)

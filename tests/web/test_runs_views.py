@@ -103,8 +103,8 @@ def test_it_filters_runs_by_status(lead_client, make_run):
 def test_it_gives_every_filter_an_href_and_pushes_its_url(lead_client, make_run):
     make_run()
     html = lead_client.get(reverse("runs")).content.decode()
-    assert 'href="/?status=awaiting_approval"' in html
-    assert 'hx-get="/?status=awaiting_approval"' in html
+    assert 'href="/runs/?status=awaiting_approval"' in html
+    assert 'hx-get="/runs/?status=awaiting_approval"' in html
     assert 'hx-push-url="true"' in html
 
 
@@ -205,12 +205,11 @@ def test_it_shows_the_ticket_the_outcome_and_every_step_in_order(
     assert "1200 / 340" in html
 
 
-def test_it_folds_long_payloads_into_details(lead_client, make_run, make_span):
-    run = make_run()
-    make_span(run, output={"lines": [f"line {i}" for i in range(40)]}, input={"short": 1})
+def test_it_folds_a_long_conversation_into_details(lead_client, make_run):
+    run = make_run(messages=[{"role": "user", "content": f"line {i}"} for i in range(40)])
     html = lead_client.get(reverse("run_detail", args=[run.code])).content.decode()
     assert '<details class="payload">' in html
-    assert 'Output <span class="muted">· 44 lines</span>' in html
+    assert "The conversation as stored" in html
 
 
 def test_it_escapes_what_the_customer_and_the_model_wrote(lead_client, make_run, make_span):
@@ -278,11 +277,17 @@ def test_it_shows_short_flat_attributes_as_chips_and_nested_ones_as_json(
     lead_client, make_run, make_span
 ):
     run = make_run()
-    make_span(run, name="flat", attributes={"route": "offline", "outcome_unknown": True})
-    make_span(run, name="nested", attributes={"usage": {"input_tokens": 12}})
-    html = lead_client.get(reverse("run_detail", args=[run.code])).content.decode()
+    flat = make_span(run, name="flat", attributes={"route": "offline", "outcome_unknown": True})
+    nested = make_span(run, name="nested", attributes={"usage": {"input_tokens": 12}})
+
+    def detail(span):
+        url = reverse("span_detail", args=[run.code, span.span_id])
+        return lead_client.get(url, headers=HX).content.decode()
+
+    html = detail(flat)
     assert '<span class="chip-key">route</span> offline' in html
     assert '<span class="chip-key">outcome_unknown</span> true' in html
+    html = detail(nested)
     assert "&quot;usage&quot;: {" in html
     assert html.count('<div class="payload-label">Attributes</div>') == 1
 
@@ -291,12 +296,12 @@ def test_it_polls_the_first_page_and_answers_204_while_nothing_changed(lead_clie
     run = make_run(Run.Status.RUNNING)
     response = lead_client.get(reverse("runs"), {"status": "running"})
     poll = response.context["poll_query"]
-    assert f'hx-get="/?{poll.replace("&", "&amp;")}" hx-trigger="every 5s"' in (
+    assert f'hx-get="/runs/?{poll.replace("&", "&amp;")}" hx-trigger="every 5s"' in (
         response.content.decode()
     )
-    assert lead_client.get(f"/?{poll}", headers=HX).status_code == 204
+    assert lead_client.get(f"/runs/?{poll}", headers=HX).status_code == 204
     Run.objects.filter(pk=run.pk).update(step_count=2)
-    again = lead_client.get(f"/?{poll}", headers=HX)
+    again = lead_client.get(f"/runs/?{poll}", headers=HX)
     assert again.status_code == 200
     assert again.content.decode().lstrip().startswith('<section id="runs-table"')
 
