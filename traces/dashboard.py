@@ -8,9 +8,11 @@ so a year of data is read at most that often however often the page is opened.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import (
@@ -31,8 +33,12 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from agentops.models import Run
+from agentops.reconciliation import reconciliation_report
+from agentops.runtime.budget import day_spend
 from approvals.models import PendingAction
 from traces.models import Span
+
+logger = logging.getLogger(__name__)
 
 CACHE_SECONDS = 60
 # A long range barely moves in ten minutes, and costs the most to compute.
@@ -79,6 +85,11 @@ class Dashboard:
     oldest_pending_at: datetime | None
     spend: float
     cost_per_ticket: float | None
+    # Reconciliation: more than one provider refund for the same ticket and order.
+    duplicate_refunds: int | None = None
+    duplicates_provider: str = ""
+    spend_today: float = 0.0
+    daily_cap: float = 0.0
     latencies: list[Latency] = field(default_factory=list)
     errors_by_day: dict[str, list[int]] = field(default_factory=dict)  # class → per day
     spend_by_day: dict[str, list[float]] = field(default_factory=dict)  # model → per day
@@ -144,6 +155,19 @@ def dashboard_get(*, since: datetime, until: datetime) -> Dashboard:
     return found
 
 
+def _duplicate_refunds(*, since: datetime) -> tuple[int | None, str]:
+    """Duplicates as reconciliation counts them: at the provider, not in our own ledger.
+
+    None when the provider cannot be asked; the page says so rather than show 0.
+    """
+    try:
+        report = reconciliation_report(since=since)
+    except Exception:  # a provider outage must not take the dashboard down
+        logger.warning("dashboard: reconciliation failed", exc_info=True)
+        return None, ""
+    return len(report.duplicates), report.provider
+
+
 def _dashboard(*, since: datetime, until: datetime) -> Dashboard:
     # run_created / run_status_created serve the range; PendingAction's index the pending ones.
     runs = Run.objects.filter(created_at__gte=since, created_at__lt=until)
@@ -197,9 +221,14 @@ def _dashboard(*, since: datetime, until: datetime) -> Dashboard:
         if day in index and total:
             spend.setdefault(model or "(none)", [0.0] * len(days))[index[day]] += float(total)
 
+    duplicates, provider = _duplicate_refunds(since=since)
     return Dashboard(
         since=since,
         until=until,
+        duplicate_refunds=duplicates,
+        duplicates_provider=provider,
+        spend_today=float(day_spend()),
+        daily_cap=float(settings.DAILY_MAX_COST_USD),
         days=days,
         runs=sum(by_status.values()),
         outcomes=[(s, label, by_status.get(s, 0)) for s, label in Run.Status.choices],

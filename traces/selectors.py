@@ -212,10 +212,16 @@ def run_filter_choices() -> dict[str, list[str]]:
     """Tools and models to offer in the filter form: known names, not a scan of the data."""
     from django.conf import settings
 
-    from agentops.runtime.pricing import PRICES
+    from agentops.routing.models import ModelPrice, Route
     from agentops.runtime.tools import TOOLS
 
-    models = {"offline", settings.AGENT_MODEL, settings.TRIAGE_MODEL, *PRICES}
+    # The models the admin priced or routes to, in one query.
+    known = (
+        ModelPrice.objects.order_by()
+        .values_list("model", flat=True)
+        .union(Route.objects.order_by().values_list("model", flat=True))
+    )
+    models = {"offline", settings.AGENT_MODEL, settings.TRIAGE_MODEL, *known}
     return {"tools": sorted(TOOLS), "models": sorted(m for m in models if m)}
 
 

@@ -163,3 +163,49 @@ def test_a_stacked_bar_chart_scales_to_a_round_maximum():
     assert heights["May 1: a 3"] == pytest.approx(156 * 0.3)
     assert heights["May 1: b 4"] == pytest.approx(156 * 0.4)
     assert stacked_bars("t", days, {"a": [0, 0]}).empty
+
+
+def _provider_refund(refund_id, *, ticket, order="ORD-10001", created_at=None):
+    from agentops.simgateway.models import ProviderRefund
+
+    return ProviderRefund.objects.create(
+        refund_id=refund_id,
+        payment_ref="pi_dup",
+        amount_cents=500,
+        currency="USD",
+        idempotency_key=f"key-{refund_id}",
+        metadata={"ticket": ticket, "order": order, "ledger_key": f"refund:{ticket}:{order}"},
+        created_at=created_at or timezone.now(),
+    )
+
+
+@pytest.mark.django_db
+def test_the_duplicate_refunds_tile_counts_what_reconciliation_finds_at_the_provider(
+    lead_client,
+):
+    page = lead_client.get(reverse("dashboard"))
+    assert b"Duplicate refunds" in page.content
+    assert page.context["data"].duplicate_refunds == 0
+
+    cache.clear()
+    _provider_refund("re_1", ticket="t-1")
+    _provider_refund("re_2", ticket="t-1")  # a second refund for the same ticket and order
+    _provider_refund("re_3", ticket="t-2")
+
+    data = lead_client.get(reverse("dashboard")).context["data"]
+    assert data.duplicate_refunds == 1
+    assert data.duplicates_provider == "simulated"
+
+
+@pytest.mark.django_db
+def test_the_spend_tile_shows_today_against_the_daily_cap(
+    lead_client, settings, make_run, make_span
+):
+    settings.DAILY_MAX_COST_USD = Decimal("50")
+    run = make_run(Run.Status.RESOLVED)
+    make_span(run, kind="model", cost=Decimal("1.25"), started_at=timezone.now())
+
+    page = lead_client.get(reverse("dashboard"))
+
+    assert page.context["data"].spend_today == 1.25
+    assert b"of the $50.00 daily cap" in page.content
