@@ -7,7 +7,7 @@ PORT ?= 8000
 VENV_BIN := .venv/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test bench bench-web lint format
+.PHONY: help install browser demo test bench-db bench bench-web lint format
 
 help: ## Show this help
 	@echo "agentops: run LLM support agents in production, safely."
@@ -45,12 +45,13 @@ test: install browser ## Lint, then the whole test suite
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/agentops_bench
 BENCH_BROKER_URL ?= redis://127.0.0.1:6379/7
 
-bench: install ## Throughput and latency against the floor (PostgreSQL + Redis)
+bench-db:
 	@psql "$(BENCH_DATABASE_URL)" -tAc 'SELECT 1' >/dev/null 2>&1 || \
-		createdb "$$(echo '$(BENCH_DATABASE_URL)' | sed 's|/[^/]*$$|/postgres|')" 2>/dev/null || \
-		psql "$$(echo '$(BENCH_DATABASE_URL)' | sed 's|/[^/]*$$|/postgres|')" -c "CREATE DATABASE $$(basename '$(BENCH_DATABASE_URL)')"
-	DATABASE_URL=$(BENCH_DATABASE_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) \
-		$(VENV_BIN)/python manage.py migrate --no-input -v0
+		psql "$$(echo '$(BENCH_DATABASE_URL)' | sed 's|/[^/]*$$|/postgres|')" \
+			-c "CREATE DATABASE $$(basename '$(BENCH_DATABASE_URL)')"
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(VENV_BIN)/python manage.py migrate --no-input -v0
+
+bench: install bench-db ## Throughput and latency against the floor (PostgreSQL + Redis)
 	DATABASE_URL=$(BENCH_DATABASE_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) \
 		$(VENV_BIN)/python manage.py bench
 
@@ -62,8 +63,8 @@ format: install ## Fix what ruff can fix, and format
 	$(VENV_BIN)/ruff check --fix .
 	$(VENV_BIN)/ruff format .
 
-bench-web: install ## Seed 100k runs / ~1M spans (PostgreSQL: set DATABASE_URL) and print p50/p95 per trace page
-	@case "$${DATABASE_URL:-}" in postgres*) ;; *) echo "bench-web needs DATABASE_URL=postgres://..."; exit 2;; esac
-	$(VENV_BIN)/python manage.py migrate --no-input -v0
-	$(VENV_BIN)/python manage.py seed_traces --runs $${BENCH_RUNS:-100000} --top-up
-	$(VENV_BIN)/python manage.py bench_web --requests $${BENCH_REQUESTS:-40}
+bench-web: install bench-db ## Seed 100k runs / ~1M spans, print p50/p95 per trace page
+	DATABASE_URL=$(BENCH_DATABASE_URL) \
+		$(VENV_BIN)/python manage.py seed_traces --runs $${BENCH_RUNS:-100000} --top-up
+	DATABASE_URL=$(BENCH_DATABASE_URL) \
+		$(VENV_BIN)/python manage.py bench_web --requests $${BENCH_REQUESTS:-40}
