@@ -64,8 +64,7 @@ class Span(models.Model):
             ),
             # Trace search, "used tool X": EXISTS (... WHERE run_id = r.id AND name = X).
             models.Index(fields=["name", "run"], name="span_name_run"),
-            # prune_traces, the dashboard's errors per day and the daily budget cap's
-            # sum of today's model and triage spans: spans started in a range.
+            # prune_traces and the dashboard's errors per day: spans started in a range.
             models.Index(fields=["started_at"], name="span_started"),
             # The dashboard's step latency: durations of one kind's spans started in a
             # range, read from the index alone (ended_at is its last column).

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from agentops.routing.models import ModelPrice, Route
+from agentops.routing.models import DailySpend, ModelPrice, Route
 
 
 @admin.register(ModelPrice)
@@ -30,3 +30,20 @@ class RouteAdmin(admin.ModelAdmin):
     list_display_links = ["name"]
     list_editable = ["enabled", "model"]
     list_filter = ["enabled", "ambiguity"]
+
+
+@admin.register(DailySpend)
+class DailySpendAdmin(admin.ModelAdmin):
+    """The daily cap's counter: written by the runtime, read here, never edited."""
+
+    list_display = ["day", "cost"]
+    date_hierarchy = "day"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -103,3 +103,21 @@ class Route(models.Model):
         if self.min_amount_cents is not None:
             parts.append(f"amount ≥ {self.min_amount_cents}")
         return ", ".join(parts) or "any ticket"
+
+
+class DailySpend(models.Model):
+    """What model and triage calls cost on one UTC day: the daily cap's counter.
+
+    Incremented in the transaction that records a priced call, so the cap is
+    checked with one indexed read instead of a sum over the day's spans.
+    """
+
+    day = models.DateField(unique=True)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+
+    class Meta:
+        ordering = ["-day"]
+        verbose_name_plural = "daily spend"
+
+    def __str__(self) -> str:
+        return f"{self.day}: ${self.cost}"

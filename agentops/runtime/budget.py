@@ -9,11 +9,12 @@ escalated with the reason instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 
@@ -32,18 +33,36 @@ def _usd(value: Decimal) -> str:
     return f"${value.quantize(Decimal('0.0001'))}"
 
 
-def day_spend(*, day=None) -> Decimal:
-    """What every model and triage span started on this UTC day cost."""
-    from traces.models import Span
+def _utc_day(day=None) -> date:
+    return day or timezone.now().astimezone(UTC).date()
 
-    day = day or timezone.now().date()
-    start = datetime.combine(day, time.min, tzinfo=UTC)
-    total = Span.objects.filter(
-        started_at__gte=start,
-        started_at__lt=start + timedelta(days=1),
-        kind__in=[Span.Kind.MODEL, Span.Kind.TRIAGE],
-    ).aggregate(total=Sum("cost"))["total"]
-    return total or Decimal(0)
+
+def day_spend(*, day=None) -> Decimal:
+    """What model and triage calls cost on this UTC day (today by default)."""
+    from agentops.routing.models import DailySpend
+
+    row = DailySpend.objects.filter(day=_utc_day(day)).values_list("cost", flat=True).first()
+    return row if row is not None else Decimal(0)
+
+
+def spend_record(*, cost: Decimal, day=None) -> None:
+    """Add a priced call to its day's counter. Call inside the transaction that saves it.
+
+    Free calls (the offline model) write nothing.
+    """
+    from agentops.routing.models import DailySpend
+
+    if not cost:
+        return
+    day = _utc_day(day)
+    if DailySpend.objects.filter(day=day).update(cost=F("cost") + cost):
+        return
+    try:
+        with transaction.atomic():
+            DailySpend.objects.create(day=day, cost=cost)
+    except IntegrityError:
+        # Another worker created today's row between our update and insert.
+        DailySpend.objects.filter(day=day).update(cost=F("cost") + cost)
 
 
 def budget_check(*, run) -> BudgetExceeded | None:

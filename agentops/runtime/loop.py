@@ -27,7 +27,7 @@ from agentops.integrations.llm import ModelResponse, get_model_client
 from agentops.integrations.payments.codes import customer_meaning
 from agentops.models import Effect, Run
 from agentops.runtime import grounding, ledger
-from agentops.runtime.budget import budget_check
+from agentops.runtime.budget import budget_check, spend_record
 from agentops.runtime.errors import (
     BUDGET,
     POLICY,
@@ -228,6 +228,7 @@ class Runner:
                 cost=decision.cost,
             )
             Span.objects.bulk_create([root, triage])
+            spend_record(cost=decision.cost)
 
     def model_step(self) -> str | None:
         run = self.run
@@ -301,6 +302,7 @@ class Runner:
                 cost=run.cost + cost,
             )
             span.save()
+            spend_record(cost=cost)
             if reviewed.refusal:
                 return self._end(
                     Run.Status.ESCALATED,

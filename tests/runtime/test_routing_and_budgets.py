@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from agentops.integrations.errors import ProviderUnavailable
 from agentops.models import Run
-from agentops.routing.models import ModelPrice, Route
-from agentops.runtime.budget import budget_check, day_spend
+from agentops.routing.models import DailySpend, ModelPrice, Route
+from agentops.runtime.budget import budget_check, day_spend, spend_record
 from agentops.runtime.loop import run_advance
 from agentops.runtime.pricing import model_cost
 from agentops.runtime.triage import route_choose
@@ -171,34 +171,41 @@ def test_a_cap_of_zero_is_off(submit, settings):
     assert budget_check(run=run) is None
 
 
-def test_the_daily_cap_counts_todays_model_spans_of_every_run(submit, settings):
-    other = submit("first")
+def test_the_daily_cap_counts_what_every_run_spent_today(submit, settings):
     now = timezone.now()
-    for started, cost in [(now, "2.00"), (now, "2.99"), (now - timedelta(days=1), "100")]:
-        Span.objects.create(
-            run=other,
-            trace_id="t",
-            span_id=f"s{cost}",
-            kind="model",
-            name="m",
-            started_at=started,
-            cost=Decimal(cost),
-        )
+    spend_record(cost=Decimal("2.00"))
+    spend_record(cost=Decimal("2.99"))
+    spend_record(cost=Decimal("100"), day=(now - timedelta(days=1)).date())
     settings.DAILY_MAX_COST_USD = Decimal("5.00")
     run = submit("second")
     assert day_spend() == Decimal("4.99")
     assert budget_check(run=run) is None
-    Span.objects.create(
-        run=other,
-        trace_id="t",
-        span_id="s-last",
-        kind="triage",
-        name="triage",
-        started_at=now,
-        cost=Decimal("0.01"),
-    )
+
+    spend_record(cost=Decimal("0.01"))
+
     exceeded = budget_check(run=run)
     assert exceeded.cap == "daily_cost" and "$5.0000 spent today" in exceeded.reason
+
+
+def test_free_calls_write_no_spend(db):
+    spend_record(cost=Decimal(0))
+    assert not DailySpend.objects.exists()
+
+
+def test_priced_runs_add_exactly_their_model_and_triage_spans_to_the_day(
+    scripted, submit, settings
+):
+    _priced_scripted(settings)
+    scripted(
+        [tool_use("send_reply", {"body": "We are looking into it."}, "r1")],
+        [text("done")],
+    )
+    first = advance(submit("hello"))
+    scripted([tool_use("send_reply", {"body": "Thanks."}, "r2")], [text("done")])
+    second = advance(submit("again"))
+
+    spans = Span.objects.filter(run__in=[first, second], kind__in=["model", "triage"])
+    assert day_spend() == sum(s.cost for s in spans) > 0
 
 
 def test_hitting_the_run_money_cap_escalates_before_the_next_model_call(scripted, submit, settings):
@@ -222,16 +229,7 @@ def test_hitting_the_run_money_cap_escalates_before_the_next_model_call(scripted
 
 def test_a_spent_day_escalates_a_new_run_with_the_reason(scripted, submit, settings):
     settings.DAILY_MAX_COST_USD = Decimal("1.00")
-    earlier = submit("earlier")
-    Span.objects.create(
-        run=earlier,
-        trace_id="t",
-        span_id="spent",
-        kind="model",
-        name="m",
-        started_at=timezone.now(),
-        cost=Decimal("1.00"),
-    )
+    spend_record(cost=Decimal("1.00"))
     model = scripted([text("never asked")])
     run = advance(submit("hello"))
 

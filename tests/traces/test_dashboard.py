@@ -198,12 +198,11 @@ def test_the_duplicate_refunds_tile_counts_what_reconciliation_finds_at_the_prov
 
 
 @pytest.mark.django_db
-def test_the_spend_tile_shows_today_against_the_daily_cap(
-    lead_client, settings, make_run, make_span
-):
+def test_the_spend_tile_shows_today_against_the_daily_cap(lead_client, settings):
+    from agentops.runtime.budget import spend_record
+
     settings.DAILY_MAX_COST_USD = Decimal("50")
-    run = make_run(Run.Status.RESOLVED)
-    make_span(run, kind="model", cost=Decimal("1.25"), started_at=timezone.now())
+    spend_record(cost=Decimal("1.25"))
 
     page = lead_client.get(reverse("dashboard"))
 

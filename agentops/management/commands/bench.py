@@ -50,7 +50,8 @@ class Command(BaseCommand):
         out = self.stdout.write
         out(
             f"machine: {platform.node()} {platform.machine()}, {_cpus()} CPUs, "
-            f"Python {platform.python_version()}, PostgreSQL {connection.pg_version}, "
+            f"Python {platform.python_version()}, "
+            f"PostgreSQL {connection.pg_version // 10000}.{connection.pg_version % 100}, "
             f"broker {settings.CELERY_BROKER_URL.split('://')[0]}"
         )
         out(
