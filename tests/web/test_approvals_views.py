@@ -120,6 +120,21 @@ def test_it_shows_the_last_decisions_under_the_queue(lead_client, make_run, make
     assert "reason number 20" not in html
 
 
+def test_the_queue_and_the_history_name_both_approvers_of_a_four_eyes_decision(
+    lead_client, make_run, make_action, support_lead, finance
+):
+    make_action(
+        make_run(Run.Status.RESOLVED),
+        status=PendingAction.Status.APPROVED,
+        first_approved_by=support_lead,
+        decided_by=finance,
+        decided_at=timezone.now(),
+    )
+    for page in ("approvals", "approvals_history"):
+        html = lead_client.get(reverse(page)).content.decode()
+        assert "finance + lead" in html, page
+
+
 @pytest.mark.parametrize("name", ["approval_approve", "approval_reject"])
 def test_it_refuses_get_on_the_decision_urls(lead_client, awaiting, name):
     assert lead_client.get(reverse(name, args=[awaiting.code])).status_code == 405
