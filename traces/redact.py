@@ -18,7 +18,10 @@ _SECRET_PATTERNS = [
     ),
     re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/\-]{8,}=*"),
 ]
-_CARD_CANDIDATE = re.compile(r"\b(?:\d[ -]?){13,19}\b")
+# A run of 13-19 digits, optionally grouped by spaces or dashes, that is a token of its
+# own: not glued to letters, digits or dashes on either side, so the digit groups of a
+# UUID ("86384151-8597-4527-b818-...") inside an idempotency key are never taken for one.
+_CARD_CANDIDATE = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
 
 
 def _luhn_ok(digits: str) -> bool:
