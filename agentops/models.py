@@ -31,6 +31,37 @@ class Ticket(models.Model):
         return f"{self.subject} <{self.customer_email}>"
 
 
+class PromptVersion(models.Model):
+    """A version of what the model is told: the system prompt and the tools' descriptions.
+
+    Versions are records, never edited in place once a run used them, so a run's
+    behaviour can be traced to exactly what it was told and a replay can name another.
+    """
+
+    name = models.SlugField(max_length=64, unique=True)
+    system_prompt = models.TextField()
+    # Tool name -> description shown to the model; tools not named keep their built-in one.
+    tool_descriptions = models.JSONField(default=dict, blank=True)
+    notes = models.TextField(blank=True)
+    # The version new production runs use; at most one.
+    is_current = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_current"], condition=Q(is_current=True), name="one_current_prompt"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Run(models.Model):
     """One attempt of the agent at a ticket: durable, resumable, claimed by one worker."""
 
@@ -43,6 +74,14 @@ class Run(models.Model):
         FAILED = "failed"
 
     FINAL_STATUSES = (Status.RESOLVED, Status.ESCALATED, Status.FAILED)
+
+    class Mode(models.TextChoices):
+        PRODUCTION = "", "Production"
+        EXACT = "exact", "Exact replay"
+        RERUN = "rerun", "Re-run"
+        FORK = "fork", "Fork"
+        EVAL = "eval", "Regression case"
+        SHADOW = "shadow", "Shadow"
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="runs")
@@ -69,6 +108,19 @@ class Run(models.Model):
 
     reply = models.TextField(blank=True)
     outcome_reason = models.TextField(blank=True)
+
+    # What the model was told (null: the built-in prompt).
+    prompt_version = models.ForeignKey(
+        PromptVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    # Replays, forks, evals and shadow runs point at the run they reproduce or shadow.
+    mode = models.CharField(max_length=10, choices=Mode, default=Mode.PRODUCTION, blank=True)
+    replay_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+    )
+    replay_from_step = models.PositiveIntegerField(null=True, blank=True)
+    # Dry run: side effects are recorded as "would have executed" and never executed.
+    dry_run = models.BooleanField(default=False)
 
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
