@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "agentops.routing",
     "approvals",
     "traces",
+    "evals",
 ]
 
 MIDDLEWARE = [
