@@ -5,8 +5,10 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
+from agentops.models import Run
 from agentops.runtime.loop import run_advance
 from agentops.runtime.sweeper import runs_sweep_stale
+from evals.services import shadow_after_production
 
 
 @shared_task(
@@ -18,7 +20,8 @@ from agentops.runtime.sweeper import runs_sweep_stale
 )
 def advance_run(run_id: int) -> None:
     # A duplicate delivery finds the run claimed or finished and does nothing.
-    run_advance(run_id=run_id)
+    if run_advance(run_id=run_id) in Run.FINAL_STATUSES:
+        shadow_after_production(run_id=run_id)  # shadow mode; never raises
 
 
 @shared_task(ignore_result=True)

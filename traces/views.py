@@ -29,6 +29,7 @@ from agentops.decorators import staff_required
 from agentops.models import Run
 from agentops.money import money_format
 from approvals.selectors import action_list_for_run
+from evals.selectors import replay_panel_get
 from traces import selectors
 from traces.charts import stacked_bars
 from traces.dashboard import dashboard_get
@@ -324,6 +325,7 @@ def run_detail(request: HttpRequest, code: UUID) -> HttpResponse:
     run = _get_run(code)
     context = _run_context(run, open_span_id=request.GET.get("span", ""))
     if not request.htmx:
+        context["replay"] = replay_panel_get(run=run, user=request.user)
         return render(request, "traces/run_detail.html", context)
     if run.is_final:
         fragment = render_to_string("traces/run_detail.html#steps", context, request=request)
