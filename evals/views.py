@@ -8,6 +8,7 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -29,7 +30,7 @@ COMPARE = "evals/compare.html"
 def _get_run(code: UUID | str) -> Run:
     try:
         return Run.objects.select_related("ticket", "prompt_version", "replay_of").get(code=code)
-    except (Run.DoesNotExist, ValueError):
+    except (Run.DoesNotExist, ValidationError):
         raise Http404("No run with that code.") from None
 
 
