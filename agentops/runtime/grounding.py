@@ -7,6 +7,7 @@ than the ledger holds, is held for a person instead of being sent.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from decimal import Decimal
 
 from agentops.models import Effect
@@ -43,8 +44,13 @@ def _amounts_cents(text: str) -> set[int]:
     return found
 
 
-def reply_hold_reason(*, body: str, ticket_id: int) -> str | None:
-    """Why this reply must not be sent, or None if it is grounded in the ledger."""
+def reply_hold_reason(
+    *, body: str, ticket_id: int, also_refunded_cents: Iterable[int] = ()
+) -> str | None:
+    """Why this reply must not be sent, or None if it is grounded in the ledger.
+
+    `also_refunded_cents`: refunds a dry run would have made, which it may speak of.
+    """
     claims = claimed_refund_sentences(body)
     if not claims:
         return None
@@ -54,7 +60,7 @@ def reply_hold_reason(*, body: str, ticket_id: int) -> str | None:
             ticket_id=ticket_id, tool="issue_refund", status=Effect.Status.SUCCEEDED
         ).only("result")
         if e.result
-    ]
+    ] + list(also_refunded_cents)
     if not refunded:
         return (
             "The reply says a refund was made, but the ledger holds no completed refund "

@@ -40,7 +40,8 @@ from agentops.runtime.errors import (
 )
 from agentops.runtime.output import review_response
 from agentops.runtime.pricing import model_cost, usage_attributes
-from agentops.runtime.prompts import SYSTEM_PROMPT, ticket_message
+from agentops.runtime.prompts import prompt_current, prompt_for, ticket_message
+from agentops.runtime.replaying import Diverged, ReplayPlan, divergence_text
 from agentops.runtime.retry import backoff_delay, max_attempts
 from agentops.runtime.tools import TOOLS, Resolved, Tool, ToolContext, tool_definitions
 from agentops.runtime.triage import triage_ticket
@@ -121,11 +122,15 @@ class Runner:
         self.worker = worker
         self.ticket = run.ticket
         self._ctx: ToolContext | None = None
+        # Replays, forks and re-runs take responses and results from other sources.
+        self.replay = ReplayPlan.for_run(run)
 
     @property
     def ctx(self) -> ToolContext:
         if self._ctx is None:
             self._ctx = ToolContext.for_run(self.run)
+            if self.replay is not None:
+                self.replay.adapt_context(self._ctx)
         return self._ctx
 
     @property
@@ -142,6 +147,8 @@ class Runner:
             except LeaseLost:
                 logger.warning("run %s: lease lost, stopping", self.run.code)
                 return "lease_lost"
+            except Diverged as diverged:
+                return self._end(Run.Status.FAILED, str(diverged), divergence=diverged.divergence)
             except Exception as exc:
                 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -190,8 +197,12 @@ class Runner:
                 error_message=autonomy.reason,
             )
             return self._end(Run.Status.ESCALATED, autonomy.reason, spans=[span])
-        exceeded = budget_check(run=self.run)
-        decision = triage_ticket(self.ticket, budget_refusal=exceeded.reason if exceeded else None)
+        if self.replay is not None and self.replay.exact:
+            decision = self.replay.triage()
+        else:
+            exceeded = budget_check(run=self.run)
+            refusal = exceeded.reason if exceeded else None
+            decision = triage_ticket(self.ticket, budget_refusal=refusal)
         root = span_build(
             run=self.run,
             kind=Span.Kind.RUN,
@@ -222,7 +233,11 @@ class Runner:
             self._save(
                 messages=messages,
                 triage=decision.as_dict(),
-                model=decision.route_model,
+                # A replay may name its model; a production run's is chosen by the route.
+                model=self.run.model or decision.route_model,
+                prompt_version=self.run.prompt_version
+                if self.run.prompt_version_id or self.run.mode == Run.Mode.EXACT
+                else prompt_current(),
                 input_tokens=decision.input_tokens,
                 output_tokens=decision.output_tokens,
                 cost=decision.cost,
@@ -245,14 +260,16 @@ class Runner:
         conversation = list(run.messages)
         if run.tool_results:
             conversation.append({"role": "user", "content": list(run.tool_results)})
-        client = get_model_client(model)
+        recorded = self.replay.model_client(step=step, model=model) if self.replay else None
+        client = recorded or get_model_client(model)
+        prompt = prompt_for(run.prompt_version)
 
         def call() -> ModelResponse:
             return client.create(
                 model=model,
-                system=SYSTEM_PROMPT,
+                system=prompt.system,
                 messages=conversation,
-                tools=tool_definitions(),
+                tools=tool_definitions(prompt.tool_descriptions),
                 max_tokens=MAX_TOKENS,
             )
 
@@ -287,7 +304,9 @@ class Runner:
             attributes={
                 "stop_reason": response.stop_reason,
                 "response_id": response.id,
+                "prompt_version": prompt.label,
                 **usage_attributes(model, usage),
+                **({"source": "recording"} if recorded else {}),
             },
         )
         follow_up = [reviewed.follow_up] if reviewed.follow_up else []
@@ -312,7 +331,9 @@ class Runner:
 
     def _budget_or_corrections(self, *, step: int, model: str) -> str | None:
         """Before a model call: a spent budget or too many corrections escalate the run."""
-        exceeded = budget_check(run=self.run)
+        # An exact replay calls nothing and spends nothing: no budget applies to it.
+        spends = self.replay is None or not self.replay.exact
+        exceeded = budget_check(run=self.run) if spends else None
         if exceeded is not None:
             span = self._span(kind=Span.Kind.MODEL, name="budget", step=step, model=model)
             span_finish(
@@ -390,6 +411,8 @@ class Runner:
             output={"resolved": resolved.args, "notes": resolved.notes},
             attributes={"resolved_from": raw_input.get("order_id")} if resolved.notes else None,
         )
+        if self.replay is not None:
+            self.replay.check_validated(step=step, tool_use=tool_use, resolved_args=resolved.args)
 
         if tool.ends_run:
             result = tool.execute(resolved, self.ctx, None)
@@ -408,6 +431,8 @@ class Runner:
         if tool.idempotency_key is None:
             return False
         key = tool.idempotency_key(resolved, self.ctx)
+        if self.replay is not None:
+            return self.replay.in_ledger(key)
         return Effect.objects.filter(idempotency_key=key).exists()
 
     def finish(self) -> str:
@@ -415,6 +440,8 @@ class Runner:
         replied = Effect.objects.filter(
             ticket_id=self.ticket.pk, tool="send_reply", status=Effect.Status.SUCCEEDED
         ).exists()
+        if self.run.dry_run and self.run.reply:
+            replied = True  # the reply a dry run would have sent
         if not replied:
             return self._end(
                 Run.Status.ESCALATED, "The agent finished without sending the customer a reply."
@@ -426,6 +453,14 @@ class Runner:
     def _run_read_tool(
         self, tool: Tool, tool_use: dict, resolved: Resolved, validate: Span, step: int
     ) -> None:
+        provided = self._provided(tool, tool_use, resolved, step)
+        if provided is not None:
+            return self._answer(
+                tool_use,
+                provided.content,
+                is_error=provided.is_error,
+                spans=[validate, provided.span],
+            )
         try:
             result, span = self._attempts(
                 kind=Span.Kind.TOOL,
@@ -466,6 +501,10 @@ class Runner:
             step=step,
             input=resolved.args,
         )
+        if self.replay is not None:
+            self.replay.check_policy(
+                step=step, tool=tool.name, args=resolved.args, decision=decision
+            )
         tripped = [r.rule for r in decision.tripped]
         span_finish(
             policy,
@@ -486,13 +525,17 @@ class Runner:
                 is_error=True,
                 spans=spans,
             )
-        if decision.outcome == APPROVAL:
+        if decision.outcome == APPROVAL and not self._settled_in_ledger(tool, resolved):
             verdict = self._approval(tool, tool_use, resolved, decision, spans, step, assistant)
             if verdict is not None:
                 return verdict if verdict != "answered" else None
 
         if tool.is_reply:
-            hold = grounding.reply_hold_reason(body=resolved.args["body"], ticket_id=self.ticket.pk)
+            hold = grounding.reply_hold_reason(
+                body=resolved.args["body"],
+                ticket_id=self.ticket.pk,
+                also_refunded_cents=self.replay.dry_refunds_cents() if self.run.dry_run else (),
+            )
             if hold:
                 reply = self._span(
                     kind=Span.Kind.REPLY,
@@ -512,17 +555,32 @@ class Runner:
 
     def _approval(self, tool, tool_use, resolved, decision, spans, step, assistant) -> str | None:
         """Returns None to go on and execute, "answered" if a result was given, or a run status."""
+        # An exact replay asks no one: the original's decision on the same call stands.
+        exact = self.replay is not None and self.replay.exact
         action = (
-            PendingAction.objects.filter(run=self.run, tool_use_id=tool_use["id"])
+            PendingAction.objects.filter(
+                run=self.run.replay_of if exact else self.run, tool_use_id=tool_use["id"]
+            )
             .select_related("decided_by")
             .first()
         )
+        if action is None and exact:
+            raise self.replay.missing_approval(step=step, tool=tool.name, tool_use=tool_use)
         span = self._span(
             kind=Span.Kind.APPROVAL,
             name=tool.name,
             step=step,
             input=resolved.args,
         )
+        if action is None and self.run.dry_run:
+            # A dry run never asks a person: it records that one would have been asked.
+            span_finish(
+                span,
+                output={"status": "would_need_approval", "rules": decision.as_list()},
+                attributes={"dry_run": True},
+            )
+            spans.append(span)
+            return None
         if action is None:
             reasoning = "\n".join(
                 b.get("text", "") for b in assistant["content"] if b.get("type") == "text"
@@ -610,6 +668,15 @@ class Runner:
         self, tool: Tool, tool_use: dict, resolved: Resolved, spans: list[Span], step: int
     ) -> str | None:
         key = tool.idempotency_key(resolved, self.ctx)
+        provided = self._provided(tool, tool_use, resolved, step, key=key)
+        if provided is not None:  # an exact replay's recorded result, or a dry run's
+            return self._answer(
+                tool_use,
+                provided.content,
+                is_error=provided.is_error,
+                spans=[*spans, provided.span],
+                reply=resolved.args["body"] if tool.is_reply and not provided.is_error else None,
+            )
         with transaction.atomic():
             try:
                 effect, created = ledger.effect_begin(
@@ -805,6 +872,10 @@ class Runner:
         reply: str | None = None,
         end: tuple[str, str] | None = None,
     ) -> str | None:
+        if self.replay is not None:
+            self.replay.check_answer(
+                step=self.run.model_calls, tool_use=tool_use, content=content, is_error=is_error
+            )
         block = {
             "type": "tool_result",
             "tool_use_id": tool_use.get("id"),
@@ -853,11 +924,19 @@ class Runner:
         *,
         spans: list[Span] | None = None,
         held_reply: str | None = None,
+        divergence: dict | None = None,
     ) -> str:
+        if divergence is None and self.replay is not None:
+            divergence = self.replay.end_divergence(
+                status=status, reason=reason, step=self.run.model_calls
+            )
+            if divergence is not None:
+                status, reason = Run.Status.FAILED, divergence_text(divergence)
         now = timezone.now()
         fields = {
             "status": status,
             "outcome_reason": reason,
+            "divergence": divergence,
             "finished_at": now,
             "lease_owner": "",
             "lease_expires_at": None,
@@ -885,6 +964,25 @@ class Runner:
         for name, value in fields.items():
             setattr(self.run, name, value)
         return status
+
+    # --- replays -------------------------------------------------------------------
+
+    def _provided(self, tool: Tool, tool_use: dict, resolved: Resolved, step: int, key: str = ""):
+        """A result that is not executed (recorded, dry run, given), or None to execute."""
+        if self.replay is None:
+            return None
+        return self.replay.provided(
+            tool=tool, tool_use=tool_use, args=resolved.args, step=step, key=key, span=self._span
+        )
+
+    def _settled_in_ledger(self, tool: Tool, resolved: Resolved) -> bool:
+        """A re-run asks no one to approve what the ledger already settled for the ticket."""
+        if self.replay is None or self.replay.exact or self.run.dry_run:
+            return False
+        key = tool.idempotency_key(resolved, self.ctx)
+        return Effect.objects.filter(
+            idempotency_key=key, status__in=[Effect.Status.SUCCEEDED, Effect.Status.FAILED]
+        ).exists()
 
     def _release_lease(self) -> None:
         Run.objects.filter(pk=self.run.pk, lease_owner=self.worker).update(

@@ -111,11 +111,15 @@ class Tool:
     is_reply: bool = False
     ends_run: bool = False
 
-    def definition(self) -> dict:
-        """The tool as the Messages API expects it."""
+    def definition(self, description: str | None = None) -> dict:
+        """The tool as the Messages API expects it (with another description, if given)."""
         schema = self.schema.model_json_schema()
         schema.pop("title", None)
-        return {"name": self.name, "description": self.description, "input_schema": schema}
+        return {
+            "name": self.name,
+            "description": description or self.description,
+            "input_schema": schema,
+        }
 
 
 # --- resolution helpers ------------------------------------------------------
@@ -349,8 +353,10 @@ TOOLS: dict[str, Tool] = {
 }
 
 
-def tool_definitions() -> list[dict]:
-    return [tool.definition() for tool in TOOLS.values()]
+def tool_definitions(descriptions: dict[str, str] | None = None) -> list[dict]:
+    """Every tool for the model; `descriptions` (a prompt version's) replace built-in ones."""
+    descriptions = descriptions or {}
+    return [tool.definition(descriptions.get(tool.name)) for tool in TOOLS.values()]
 
 
 def canonical_json(value) -> str:
