@@ -1,7 +1,9 @@
-"""The replay engine, as this app calls it: agentops.replay.replay_start, one door.
+"""The replay engine (agentops.replay), as this app calls it: one door.
 
-Kept to one module so the views, the evals command and shadow mode share one
-call, and a test can stand in for the engine in one place.
+The views, the evals command and shadow mode share these calls, and a test can
+stand in for the engine in one place. The engine has three modes (exact, rerun,
+fork); a dry re-run of a ticket with another prompt or model, which is what an
+eval case and a shadow run are, is its dry-run fork from the first step.
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from agentops.models import Run
+from agentops.replay import ReplayError, replay_start
+from agentops.runtime.replaying import signature
 
-
-class ReplayUnavailable(Exception):
-    """The replay engine is not installed in this build."""
+__all__ = ["ReplayError", "dry_rerun", "replay", "tool_signature"]
 
 
 def replay(
@@ -25,11 +27,8 @@ def replay(
     live: bool = False,
     user: Any = None,
     tool_results: dict | None = None,
+    inline: bool | None = None,
 ) -> Run:
-    try:
-        from agentops.replay import replay_start
-    except ImportError as exc:
-        raise ReplayUnavailable("The replay engine (agentops.replay) is not installed.") from exc
     return replay_start(
         run,
         mode=mode,
@@ -39,4 +38,31 @@ def replay(
         live=live,
         user=user,
         tool_results=tool_results,
+        inline=inline,
     )
+
+
+def dry_rerun(
+    run: Run,
+    *,
+    model: str | None = None,
+    prompt_version: Any = None,
+    tool_results: dict | None = None,
+    inline: bool = False,
+) -> Run:
+    """The ticket again from the first model step, in dry run: nothing is executed."""
+    return replay(
+        run,
+        mode=Run.Mode.FORK,
+        from_step=1,
+        model=model,
+        prompt_version=prompt_version,
+        live=False,
+        tool_results=tool_results,
+        inline=inline,
+    )
+
+
+def tool_signature(tool: str, args: dict) -> str:
+    """The engine's key for one call's given result."""
+    return signature(tool, args)

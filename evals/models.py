@@ -46,8 +46,8 @@ class RegressionCase(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         permissions = [
-            ("replay_run", "Can replay, re-run and fork runs (dry run)"),
-            ("replay_live", "Can replay runs live, with real side effects"),
+            # Exact replays and dry-run forks; live ones also need agentops.replay_live.
+            ("replay_run", "Can replay and fork runs in dry run"),
         ]
 
     def __str__(self) -> str:
@@ -146,3 +146,25 @@ class ShadowSetting(models.Model):
     def __str__(self) -> str:
         state = "on" if self.enabled else "off"
         return f"Shadow mode {state}: {self.share_percent}% of tickets"
+
+
+class ShadowRun(models.Model):
+    """A production run and its shadow: the candidate's dry run of the same ticket.
+
+    The shadow itself is a dry-run fork from the first step (the replay engine's
+    mode for "the same ticket, another prompt or model, nothing executed").
+    """
+
+    production = models.OneToOneField(
+        "agentops.Run", on_delete=models.CASCADE, related_name="shadow_link"
+    )
+    shadow = models.OneToOneField(
+        "agentops.Run", on_delete=models.CASCADE, related_name="shadow_of_link"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Shadow of {self.production.code}"

@@ -10,7 +10,7 @@ from django.db.models import Count, Q, QuerySet
 
 from agentops.models import PromptVersion, Run
 from evals.compare import decisions_agree, run_steps
-from evals.models import EvalRun, RegressionCase
+from evals.models import EvalRun, RegressionCase, ShadowRun
 
 
 def run_replays_list(*, run: Run) -> list[Run]:
@@ -108,15 +108,11 @@ class ShadowSummary:
 
 def shadow_summary(*, limit: int = 500) -> ShadowSummary:
     """The latest shadow runs against their production runs: how often they decide alike."""
-    shadows = list(
-        Run.objects.filter(mode=Run.Mode.SHADOW, replay_of__isnull=False)
-        .select_related("replay_of__ticket", "prompt_version")
-        .order_by("-created_at")[:limit]
-    )
+    links = ShadowRun.objects.select_related("production__ticket", "shadow")[:limit]
     compared = agreed = pending = 0
     differing = []
-    for shadow in shadows:
-        production = shadow.replay_of
+    for link in links:
+        production, shadow = link.production, link.shadow
         if not (shadow.is_final and production.is_final):
             pending += 1
             continue
@@ -134,6 +130,7 @@ def replay_panel_get(*, run: Run, user: Any) -> dict[str, Any]:
 
     return {
         "run": run,
+        "is_shadow": ShadowRun.objects.filter(shadow=run).exists(),
         "replays": run_replays_list(run=run),
         "cases": regression_cases_for_run(run=run),
         "can_replay": user.has_perm(REPLAY_PERMISSION),

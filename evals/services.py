@@ -17,12 +17,14 @@ from agentops.runtime.tools import TOOLS
 from evals import engine
 from evals.checks import case_check
 from evals.compare import FREE_TEXT_ARGS, run_steps
-from evals.models import EvalResult, EvalRun, RegressionCase, ShadowSetting
+from evals.models import EvalResult, EvalRun, RegressionCase, ShadowRun, ShadowSetting
+from traces.models import Span
 
 logger = logging.getLogger(__name__)
 
 REPLAY_PERMISSION = "evals.replay_run"
-LIVE_PERMISSION = "evals.replay_live"
+# The engine's own: a live fork moves real money, and a re-run executes through the ledger.
+LIVE_PERMISSION = "agentops.replay_live"
 REPLAY_MODES = (Run.Mode.EXACT, Run.Mode.RERUN, Run.Mode.FORK)
 
 
@@ -40,22 +42,27 @@ def run_replay_start(
     prompt_version: PromptVersion | None = None,
     live: bool = False,
 ) -> Run:
-    """Check who asks and what, then hand the replay to the engine. Dry run unless `live`."""
+    """Check who asks and what, then hand the replay to the engine.
+
+    Exact replays and forks are dry runs unless `live`; a re-run executes side effects
+    through the ledger (what the original did is not done twice, anything new is), so
+    it needs the live permission too.
+    """
     if not user.has_perm(REPLAY_PERMISSION):
         raise ReplayRefused("You do not have the permission to replay runs.")
-    if live and not user.has_perm(LIVE_PERMISSION):
-        raise ReplayRefused("You do not have the permission to replay live (real side effects).")
     if mode not in REPLAY_MODES:
         raise ReplayRefused(f"Unknown replay mode {mode!r}.")
+    if (live or mode == Run.Mode.RERUN) and not user.has_perm(LIVE_PERMISSION):
+        what = "re-run (side effects go through the ledger for real)" if not live else "replay live"
+        raise ReplayRefused(
+            f"You do not have the permission to {what}; a dry-run fork from step 1 "
+            "asks the model again without executing anything."
+        )
     if not run.is_final:
         raise ReplayRefused(
             f"The run is still {run.get_status_display().lower()}: replay it once it has finished."
         )
-    if mode == Run.Mode.FORK:
-        steps = len(run_steps(messages=run.messages or []))
-        if from_step is None or not 1 <= from_step <= max(steps, 1):
-            raise ReplayRefused(f"Choose a step to fork from, 1 to {max(steps, 1)}.")
-    else:
+    if mode != Run.Mode.FORK:
         from_step = None
     try:
         return engine.replay(
@@ -67,10 +74,8 @@ def run_replay_start(
             live=live,
             user=user,
         )
-    except engine.ReplayUnavailable as exc:
+    except engine.ReplayError as exc:  # the engine's word on a replay it cannot do
         raise ReplayRefused(str(exc)) from exc
-    except ValueError as exc:  # the engine's word on a replay it cannot do
-        raise ReplayRefused(f"The replay could not start: {exc}") from exc
 
 
 # --- the regression set --------------------------------------------------------------
@@ -104,18 +109,19 @@ def case_defaults_from_run(*, run: Run) -> dict[str, Any]:
 
 
 def recorded_tool_results(*, run: Run) -> list[dict]:
-    """What the read tools answered in the run, in call order, to feed back on replay."""
+    """What the read tools answered in the run, in call order, to feed back on replay.
+
+    From the tool spans: their input is the arguments as resolved (a tracking number
+    already turned into its order), which is what the engine keys given results by.
+    """
+    read_tools = [name for name, tool in TOOLS.items() if not tool.side_effect]
+    spans = run.spans.filter(
+        kind=Span.Kind.TOOL, status=Span.Status.OK, name__in=read_tools
+    ).order_by("started_at", "id")
     return [
-        {
-            "tool_use_id": c.id,
-            "tool": c.tool,
-            "input": c.args,
-            "result": c.outcome.content,
-            "is_error": c.outcome.is_error,
-        }
-        for step in run_steps(messages=run.messages or [], tool_results=run.tool_results)
-        for c in step.calls
-        if c.outcome is not None and c.tool in TOOLS and not TOOLS[c.tool].side_effect
+        {"tool": span.name, "input": span.input, "result": span.output}
+        for span in spans
+        if isinstance(span.input, dict) and isinstance(span.output, dict)
     ]
 
 
@@ -146,11 +152,11 @@ def case_create(
 
 
 def _engine_tool_results(case: RegressionCase) -> dict:
-    """The recorded results as the engine takes them: tool_use_id -> tool_result block."""
+    """The recorded results as the engine takes them: {call signature: result}."""
     return {
-        r["tool_use_id"]: {"content": r["result"], "is_error": bool(r.get("is_error"))}
+        engine.tool_signature(r["tool"], r["input"]): r["result"]
         for r in case.recorded_tool_results
-        if isinstance(r, dict) and r.get("tool_use_id")
+        if isinstance(r, dict) and isinstance(r.get("input"), dict) and "result" in r
     }
 
 
@@ -169,18 +175,16 @@ def _eval_case(
     if case.source_run is None:
         return _CaseOutcome(None, {}, False, ["the case's source run was deleted"], Decimal(0))
     try:
-        run = engine.replay(
+        run = engine.dry_rerun(
             case.source_run,
-            mode=Run.Mode.EVAL,
             model=model or None,
             prompt_version=prompt_version,
-            live=False,
-            user=user,
             tool_results=_engine_tool_results(case),
+            inline=True,
         )
         if not run.is_final:
             # Finish it here: the command's answer is the result. A worker that also got
-            # the task finds the run claimed or finished (one conditional claim).
+            # a task for it finds the run claimed or finished (one conditional claim).
             run_advance(run_id=run.pk)
             run.refresh_from_db()
     except Exception as exc:  # one broken case must not stop the set; it fails, with why
@@ -246,7 +250,8 @@ def shadow_bucket(code) -> int:
 def shadow_after_production(*, run_id: int) -> Run | None:
     """After a production run ends: start its shadow (dry run) if the ticket is in the share.
 
-    Never raises: shadow mode must not disturb production.
+    The shadow is enqueued like any run. Never raises: shadow mode must not disturb
+    production.
     """
     try:
         setting = ShadowSetting.objects.filter(pk=1).first()
@@ -257,16 +262,15 @@ def shadow_after_production(*, run_id: int) -> Run | None:
             return None
         if shadow_bucket(run.ticket.code) >= setting.share_percent:
             return None
-        if run.replays.filter(mode=Run.Mode.SHADOW).exists():
+        if ShadowRun.objects.filter(production=run).exists():
             return None  # a second delivery of the same task
         with transaction.atomic():
-            return engine.replay(
-                run,
-                mode=Run.Mode.SHADOW,
-                model=setting.model or None,
-                prompt_version=setting.prompt_version,
-                live=False,
+            shadow = engine.dry_rerun(
+                run, model=setting.model or None, prompt_version=setting.prompt_version
             )
+            # One shadow per run: a racing delivery fails here and rolls its shadow back.
+            ShadowRun.objects.create(production=run, shadow=shadow)
+        return shadow
     except Exception:
         logger.exception("shadow: could not start a shadow run for run %s", run_id)
         return None

@@ -6,7 +6,8 @@ import pytest
 
 from agentops.models import Run
 from tests.conftest import _user
-from tests.evals.helpers import refund_conversation
+from tests.evals.helpers import LOOKUP_OK, refund_conversation
+from tests.runtime.conftest import _fast_retries, make_order, submit  # noqa: F401
 from tests.web.conftest import make_effect, make_run, make_span  # noqa: F401
 
 ENGINEER_PERMS = [
@@ -24,20 +25,29 @@ def engineer(django_user_model):
 @pytest.fixture
 def live_engineer(django_user_model):
     return _user(
-        django_user_model, "live", staff=True, perms=[*ENGINEER_PERMS, "evals.replay_live"]
+        django_user_model, "live", staff=True, perms=[*ENGINEER_PERMS, "agentops.replay_live"]
     )
 
 
 @pytest.fixture
-def refund_run(make_run):  # noqa: F811
+def refund_run(make_run, make_span):  # noqa: F811
     """A resolved production run: looked the order up, refunded $19.99, replied."""
-    return make_run(
+    run = make_run(
         Run.Status.RESOLVED,
         subject="Blender arrived broken",
         messages=refund_conversation(1999),
         reply="Done.",
         model_calls=4,
     )
+    make_span(
+        run,
+        kind="tool",
+        name="lookup_order",
+        step=1,
+        input={"order_id": "ORD-10023"},
+        output=LOOKUP_OK,
+    )
+    return run
 
 
 @pytest.fixture
@@ -55,6 +65,8 @@ def fake_engine(monkeypatch):
             self.status = Run.Status.RESOLVED
 
         def __call__(self, run, *, mode, live=False, from_step=None, **kwargs):
+            # The real engine's dry runs are forks; a fork without a step is refused there.
+            assert mode != "fork" or from_step, "a fork needs from_step"
             self.calls.append(
                 {"run": run, "mode": mode, "live": live, "from_step": from_step, **kwargs}
             )

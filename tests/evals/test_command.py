@@ -6,10 +6,10 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from agentops.models import PromptVersion, Run
+from agentops.models import PromptVersion
 from evals.models import EvalResult, EvalRun, RegressionCase
 from evals.services import case_create
-from tests.evals.helpers import refund_conversation
+from tests.evals.helpers import LOOKUP_OK, refund_conversation
 
 pytestmark = pytest.mark.django_db
 
@@ -41,12 +41,16 @@ def test_it_exits_zero_and_prints_the_table_when_every_case_passes(case, fake_en
     assert "pass" in output
     assert "1 of 1 passed, 0 failed" in output
     call = fake_engine.calls[0]
-    assert (call["mode"], call["live"]) == ("eval", False)
-    # The read tool's recorded answer is fed back, keyed by its tool_use id.
-    assert list(call["tool_results"]) == ["t1"]
-    assert call["tool_results"]["t1"]["content"]["status"] == "delivered"
+    assert (call["mode"], call["from_step"], call["live"], call["inline"]) == (
+        "fork",
+        1,
+        False,
+        True,
+    )
+    # The read tool's recorded answer is fed back, keyed by the call's signature.
+    assert call["tool_results"] == {'lookup_order:{"order_id":"ORD-10023"}': LOOKUP_OK}
     result = EvalResult.objects.get()
-    assert result.passed and result.run.mode == "eval" and result.run.dry_run
+    assert result.passed and result.run.dry_run
 
 
 def test_it_exits_one_when_a_case_fails_and_says_why(case, fake_engine):
@@ -120,4 +124,4 @@ def test_a_case_that_cannot_run_fails_without_stopping_the_others(case, fake_eng
 
     assert f"case {broken.pk} (Source gone): the case's source run was deleted" in out.getvalue()
     assert "1 of 2 passed" in out.getvalue()
-    assert Run.objects.filter(mode="eval").count() == 1
+    assert len(fake_engine.calls) == 1

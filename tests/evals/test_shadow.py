@@ -3,7 +3,7 @@
 import pytest
 
 from agentops.models import PromptVersion, Run
-from evals.models import ShadowSetting
+from evals.models import ShadowRun, ShadowSetting
 from evals.services import shadow_after_production, shadow_bucket
 
 pytestmark = pytest.mark.django_db
@@ -33,9 +33,11 @@ def test_every_run_is_shadowed_in_dry_run_at_a_share_of_100(make_run, fake_engin
 
     shadow = shadow_after_production(run_id=run.pk)
 
-    assert shadow.mode == "shadow" and shadow.replay_of == run and shadow.dry_run
+    assert shadow.replay_of == run and shadow.dry_run
+    assert ShadowRun.objects.get(production=run).shadow == shadow
     call = fake_engine.calls[0]
-    assert (call["live"], call["prompt_version"], call["model"]) == (False, candidate, "offline-b")
+    assert (call["mode"], call["from_step"], call["live"]) == ("fork", 1, False)
+    assert (call["prompt_version"], call["model"]) == (candidate, "offline-b")
 
 
 def test_only_the_share_of_tickets_is_shadowed(make_run, fake_engine):

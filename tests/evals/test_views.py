@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agentops.models import PromptVersion, Run
-from evals.models import EvalResult, EvalRun, RegressionCase, ShadowSetting
+from evals.models import EvalResult, EvalRun, RegressionCase, ShadowRun, ShadowSetting
 from tests.evals.helpers import refund_conversation
 
 HX = {"HX-Request": "true"}
@@ -150,7 +150,8 @@ def test_the_trace_page_shows_the_replay_buttons_to_those_who_may_replay(
     url = reverse("run_detail", args=[refund_run.code])
     client.force_login(engineer)
     html = client.get(url).content.decode()
-    assert "Replay exactly" in html and "Re-run" in html and "Fork from step" in html
+    assert "Replay exactly" in html and "Fork from step" in html
+    assert 'value="rerun"' not in html  # a re-run executes for real: live permission only
     assert 'name="csrfmiddlewaretoken"' in html
     assert 'name="live"' not in html  # live replay needs its own permission
     assert "Add to regression set" in html
@@ -167,6 +168,7 @@ def test_the_trace_page_offers_live_replay_only_with_its_permission(
     client.force_login(live_engineer)
     html = client.get(reverse("run_detail", args=[refund_run.code])).content.decode()
     assert 'name="live"' in html
+    assert 'value="rerun"' in html
 
 
 def test_a_replay_links_to_its_original_and_the_original_lists_it(client, engineer, refund_run):
@@ -228,15 +230,17 @@ def test_fork_passes_the_step_the_model_and_the_prompt_version(
 @pytest.mark.parametrize(
     ("data", "error"),
     [
-        ({"mode": "fork", "from_step": "9"}, "Choose a step to fork from, 1 to 4."),
+        ({"mode": "fork", "from_step": "9"}, "Step 9 is not a model step"),  # the engine's
+        ({"mode": "exact", "model": "offline"}, "An exact replay plays back"),  # the engine's
         ({"mode": "fork"}, "Choose the step to fork from."),
         ({"mode": "teleport"}, "Select a valid choice"),
-        ({"mode": "exact", "live": "on"}, "permission to replay live"),
+        ({"mode": "fork", "from_step": "1", "live": "on"}, "permission to replay live"),
+        ({"mode": "rerun"}, "permission to re-run"),
         ({"mode": "rerun", "prompt_version": "nope"}, "Select a valid choice"),
     ],
 )
 def test_a_refused_replay_says_why_on_the_trace_page_and_starts_nothing(
-    client, engineer, refund_run, fake_engine, data, error
+    client, engineer, refund_run, data, error
 ):
     client.force_login(engineer)
 
@@ -245,7 +249,6 @@ def test_a_refused_replay_says_why_on_the_trace_page_and_starts_nothing(
     assert response.status_code == 302
     assert response["Location"] == reverse("run_detail", args=[refund_run.code]) + "#replay"
     assert any(error in m for m in _messages(response)), _messages(response)
-    assert fake_engine.calls == []
     assert not Run.objects.filter(replay_of=refund_run).exists()
 
 
@@ -253,8 +256,10 @@ def test_live_replay_is_passed_on_with_the_permission(
     client, live_engineer, refund_run, fake_engine
 ):
     client.force_login(live_engineer)
-    client.post(reverse("run_replay", args=[refund_run.code]), {"mode": "rerun", "live": "on"})
-    assert fake_engine.calls[0]["live"] is True
+    url = reverse("run_replay", args=[refund_run.code])
+    client.post(url, {"mode": "fork", "from_step": "1", "live": "on"})
+    client.post(url, {"mode": "rerun"})
+    assert [(c["mode"], c["live"]) for c in fake_engine.calls] == [("fork", True), ("rerun", False)]
 
 
 def test_an_unfinished_run_cannot_be_replayed(client, engineer, make_run, fake_engine):
@@ -439,14 +444,16 @@ def test_the_shadow_page_shows_the_agreement_rate_and_links_differences(
     ShadowSetting.objects.create(pk=1, enabled=True, share_percent=50, model="offline")
     runs = [make_run(messages=refund_conversation(1999)) for _ in range(4)]
     for n, run in enumerate(runs):
-        Run.objects.create(
+        shadow = Run.objects.create(
             ticket=run.ticket,
             status="resolved",
-            mode="shadow",
+            mode="fork",
             replay_of=run,
+            replay_from_step=1,
             dry_run=True,
             messages=refund_conversation(1999 if n else 500),
         )
+        ShadowRun.objects.create(production=run, shadow=shadow)
     client.force_login(staff_viewer)
 
     response = client.get(reverse("shadow_summary"))
@@ -455,7 +462,7 @@ def test_the_shadow_page_shows_the_agreement_rate_and_links_differences(
     assert (summary.compared, summary.agreed) == (4, 3)
     html = response.content.decode()
     assert "75.0%" in html
-    differing = Run.objects.get(mode="shadow", replay_of=runs[0])
+    differing = ShadowRun.objects.get(production=runs[0]).shadow
     assert reverse("run_compare", args=[differing.code]) in html
 
 

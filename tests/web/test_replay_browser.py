@@ -5,10 +5,12 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from agentops.integrations.errors import ProviderRejected
 from agentops.models import Run
+from agentops.runtime.loop import run_advance
 from tests.conftest import _user
-from tests.evals.conftest import ENGINEER_PERMS, fake_engine  # noqa: F401
-from tests.evals.helpers import refund_conversation
+from tests.evals.conftest import ENGINEER_PERMS
+from tests.runtime.conftest import scripted, text, tool_use  # noqa: F401
 from tests.web.test_browser import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -19,31 +21,42 @@ def engineer(django_user_model):
     return _user(django_user_model, "engineer", staff=True, perms=ENGINEER_PERMS)
 
 
-def test_a_failed_run_is_replayed_from_its_trace_page_onto_the_comparison(
-    page: Page, engineer, make_run, fake_engine  # noqa: F811
-):
-    failed = make_run(
-        Run.Status.FAILED,
-        subject="Refund failed",
-        messages=refund_conversation(1999, refund_error="card_declined"),
-        outcome_reason="The refund was declined.",
+@pytest.fixture
+def failed_run(make_order, submit, scripted):  # noqa: F811
+    """A real run that failed: the model's second call was rejected by the provider."""
+    order = make_order(total_cents=2500)
+    scripted(
+        [text("Looking it up."), tool_use("lookup_order", {"order_id": order.order_id})],
+        ProviderRejected("prompt is too long", code="invalid_request_error"),
     )
-    fake_engine.messages = refund_conversation(1999)
+    run = submit(f"Please refund {order.order_id}", subject="Refund failed")
+    run_advance(run_id=run.pk, worker="test-worker")
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED, run.outcome_reason
+    return run
 
-    log_in(page, engineer, goto=f"/runs/{failed.code}/")
+
+def test_a_failed_run_is_replayed_from_its_trace_page_onto_the_comparison(
+    page: Page, engineer, failed_run
+):
+    log_in(page, engineer, goto=f"/runs/{failed_run.code}/")
     page.get_by_role("button", name="Replay exactly").click()
 
-    replay = Run.objects.get(replay_of=failed)
-    expect(page).to_have_url(re.compile(f"/runs/{replay.code}/compare/$"))
+    expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]{36}/compare/$"))
+    replay = Run.objects.get(replay_of=failed_run)
+    assert page.url.endswith(f"/runs/{replay.code}/compare/")
     table = page.locator("#compare-table")
     expect(table.locator('th[data-side="left"]')).to_contain_text("Original")
+    expect(table.locator('th[data-side="left"]')).to_contain_text("Failed")
     expect(table.locator('th[data-side="right"]')).to_contain_text("Exact replay")
-    expect(page.locator("#divergence-summary")).to_contain_text("Diverged at step 2")
-    step = page.locator("#step-2")
-    expect(step.locator(".divergence-mark")).to_be_visible()
-    expect(step.locator('td[data-side="left"] .call')).to_contain_text("error: card_declined")
-    expect(step.locator('td[data-side="right"] .call')).to_contain_text("ok")
+    expect(table.locator('th[data-side="right"]')).to_contain_text("Failed")
+    step = page.locator("#step-1")
+    expect(step.locator('td[data-side="left"] .call')).to_contain_text("lookup_order")
+    expect(step.locator('td[data-side="right"] .call')).to_contain_text("lookup_order")
+    expect(page.locator("#divergence-summary")).to_contain_text("Same decisions all the way")
+    expect(page.locator("#final")).to_contain_text("prompt is too long")
 
-    page.get_by_role("link", name="Original").click()  # and back to the original's trace
-    expect(page).to_have_url(re.compile(f"/runs/{failed.code}/$"))
+    # Both ways: from the comparison to the original's trace, which lists its replay.
+    table.locator('th[data-side="left"] a').click()
+    expect(page).to_have_url(re.compile(f"/runs/{failed_run.code}/$"))
     expect(page.locator("#run-replays")).to_contain_text("Exact replay")
