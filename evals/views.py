@@ -18,6 +18,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from agentops.decorators import staff_required
 from agentops.models import Run
+from agentops.runtime.replaying import divergence_text
 from evals import selectors, services
 from evals.checks import call_text
 from evals.compare import compare_runs
@@ -140,7 +141,12 @@ def run_compare(request: HttpRequest, code: UUID) -> HttpResponse:
         for row in comparison.rows
     ]
     both_final = left.is_final and right.is_final
+    # An exact replay also carries the engine's own finding: where today's code decided
+    # otherwise than the recording (validation, policy, approval...), which the
+    # conversation alone may not show.
+    divergence = right.divergence if right.replay_of_id == left.pk else None
     context.update(
+        engine_divergence=divergence_text(divergence) if divergence else "",
         right=_side(right),
         comparison=comparison,
         rows=rows,

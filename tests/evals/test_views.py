@@ -485,3 +485,29 @@ def test_the_dashboard_shows_outcomes_by_prompt_version(client, staff_viewer, ma
     assert (rows["v2"].runs, rows["v2"].escalated, rows["v2"].failed) == (1, 1, 0)
     assert rows["built-in"].runs == 1
     assert 'data-prompt="v1"' in response.content.decode()
+
+
+def test_the_comparison_shows_where_the_engine_found_an_exact_replay_diverging(
+    client, staff_viewer, refund_run
+):
+    replay = Run.objects.create(
+        ticket=refund_run.ticket,
+        status="failed",
+        mode="exact",
+        replay_of=refund_run,
+        messages=refund_conversation(1999),
+        divergence={
+            "step": 2,
+            "stage": "validation",
+            "tool": "issue_refund",
+            "tool_use_id": "t2",
+            "expected": {"is_error": False},
+            "actual": {"is_error": True, "error": "over_fix_limit"},
+        },
+    )
+    client.force_login(staff_viewer)
+
+    html = client.get(reverse("run_compare", args=[replay.code])).content.decode()
+
+    assert 'id="engine-divergence"' in html
+    assert "Diverged from the recording at step 2 (validation of issue_refund)" in html
