@@ -209,6 +209,7 @@ class Runner:
             name="run",
             step=0,
             input={"ticket": str(self.ticket.code), "subject": self.ticket.subject},
+            attributes=self.replay.root_attributes() if self.replay else None,
         )
         root.span_id = self.root_span_id
         triage = span_build(
@@ -559,7 +560,8 @@ class Runner:
         exact = self.replay is not None and self.replay.exact
         action = (
             PendingAction.objects.filter(
-                run=self.run.replay_of if exact else self.run, tool_use_id=tool_use["id"]
+                run_id__in=self.replay.recorded_run_ids() if exact else [self.run.pk],
+                tool_use_id=tool_use["id"],
             )
             .select_related("decided_by")
             .first()

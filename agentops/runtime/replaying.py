@@ -261,6 +261,25 @@ class ReplayPlan:
             return self.original.started_at or self.original.created_at
         return None
 
+    def root_attributes(self) -> dict:
+        """What the run span says of a replay: which run it replays, and how."""
+        return {
+            "replay_mode": self.run.mode,
+            "replay_of": str(self.original.code),
+            "replay_from_step": self.run.replay_from_step,
+            "dry_run": self.dry_run,
+        }
+
+    def recorded_run_ids(self) -> list[int]:
+        """The original, and the runs it replayed or forked from: where its approvals are."""
+        ids, run = [], self.original
+        while run is not None and len(ids) < 20:
+            ids.append(run.pk)
+            if run.mode not in (Run.Mode.EXACT, Run.Mode.FORK):
+                break
+            run = run.replay_of
+        return ids
+
     def adapt_context(self, ctx) -> None:
         if self.as_of is not None:
             ctx.orders = OrdersAsOf(ctx.orders, self.as_of)

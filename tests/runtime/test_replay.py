@@ -15,7 +15,7 @@ from agentops.runtime.loop import run_advance
 from agentops.simgateway.models import ProviderRefund, ScriptedFault
 from approvals.models import PendingAction
 from approvals.policy import APPROVAL, PolicyDecision, RuleResult
-from approvals.services import action_reject
+from approvals.services import action_approve, action_reject
 from tests.runtime.conftest import text, tool_use
 from traces.models import Span
 
@@ -174,6 +174,50 @@ def test_an_exact_replay_of_a_resolved_run_takes_the_same_path(make_order, submi
     assert replayed.reply == original.reply
     assert len(mail.outbox) == 1  # the original's reply only
     assert live_calls == []
+
+
+def test_an_exact_replay_uses_the_original_approval_and_asks_no_one(
+    make_order, submit, support_lead, no_live_model
+):
+    order = make_order(total_cents=12900)
+    original = advance(submit(f"I want a refund for {order.order_id}."))
+    action_approve(action=PendingAction.objects.get(run=original), actor=support_lead)
+    original = advance(original)
+    assert original.status == Run.Status.RESOLVED, original.outcome_reason
+    live_calls = no_live_model()
+
+    replayed = replay_start(original, mode="exact")
+    again = replay_start(replayed, mode="exact")  # a replay of a replay finds the same approval
+
+    for run in (replayed, again):
+        assert run.status == Run.Status.RESOLVED, run.outcome_reason
+        assert replay_divergence(run) is None
+        approval = run.spans.get(kind="approval")
+        assert approval.output["status"] == "approved"
+    assert PendingAction.objects.count() == 1
+    assert ProviderRefund.objects.count() == 1
+    assert live_calls == []
+    root = again.spans.get(kind="run")
+    assert root.attributes["replay_of"] == str(replayed.code)
+    assert root.attributes["replay_mode"] == "exact"
+
+
+def test_an_exact_replay_diverges_when_the_approver_lost_the_permission(
+    make_order, submit, support_lead
+):
+    order = make_order(total_cents=12900)
+    original = advance(submit(f"I want a refund for {order.order_id}."))
+    action_approve(action=PendingAction.objects.get(run=original), actor=support_lead)
+    original = advance(original)
+    support_lead.user_permissions.clear()
+
+    replayed = replay_start(original, mode="exact")
+
+    divergence = replay_divergence(replayed)
+    assert divergence["stage"] == "end" and divergence["step"] == 2
+    assert divergence["expected"]["status"] == "resolved"
+    assert divergence["actual"]["status"] == "escalated"
+    assert "without the permission" in divergence["actual"]["reason"]
 
 
 # --- re-run ------------------------------------------------------------------------------
