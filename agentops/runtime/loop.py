@@ -938,12 +938,13 @@ class Runner:
         fields = {
             "status": status,
             "outcome_reason": reason,
-            "divergence": divergence,
             "finished_at": now,
             "lease_owner": "",
             "lease_expires_at": None,
             "updated_at": now,
         }
+        if divergence is not None:
+            fields["divergence"] = divergence
         with transaction.atomic():
             updated = Run.objects.filter(
                 pk=self.run.pk, lease_owner=self.worker, status=Run.Status.RUNNING
