@@ -140,6 +140,42 @@ def test_an_exact_replay_after_a_validation_fix_stops_at_the_divergence(
     assert ProviderRefund.objects.count() == refunds
     assert not Effect.objects.filter(run=replayed).exists()
     assert live_calls == []
+    marked = replayed.spans.get(attributes__diverged=True)
+    assert (marked.kind, marked.name, marked.error_message) == (
+        "validate",
+        "issue_refund",
+        "too much for this fix",
+    )
+
+
+def test_an_exact_replay_stops_before_executing_what_the_original_never_ran(
+    make_order, submit, scripted, monkeypatch, no_live_model
+):
+    order = make_order(total_cents=2500)
+    claim = "I've issued a refund of $25.00 for your order."
+    scripted(
+        [text("Looking."), tool_use("lookup_order", {"order_id": order.order_id}, id="t1")],
+        [text("Replying."), tool_use("send_reply", {"body": claim}, id="t2")],
+    )
+    original = advance(submit(f"refund {order.order_id}"))
+    assert original.status == Run.Status.ESCALATED
+    assert original.outcome_reason.startswith("Reply held for review")
+    live_calls = no_live_model()
+
+    # A change that lets the ungrounded reply through.
+    monkeypatch.setattr("agentops.runtime.grounding.reply_hold_reason", lambda **kw: None)
+    replayed = replay_start(original, mode="exact")
+
+    divergence = replay_divergence(replayed)
+    assert divergence["step"] == 2 and divergence["stage"] == "tool"
+    assert divergence["tool"] == "send_reply" and divergence["tool_use_id"] == "t2"
+    assert divergence["expected"] == "the original did not run this call"
+    assert divergence["actual"] == {"would_execute": "send_reply", "arguments": {"body": claim}}
+    assert len(mail.outbox) == 0 and not Effect.objects.exists()
+    assert live_calls == []
+    # The step's spans are kept, the last one marked where it departed.
+    marked = replayed.spans.get(attributes__diverged=True)
+    assert (marked.kind, marked.name, marked.step) == ("policy", "send_reply", 2)
 
 
 def test_an_exact_replay_after_a_policy_change_names_the_step_and_asks_no_one(
@@ -160,6 +196,8 @@ def test_an_exact_replay_after_a_policy_change_names_the_step_and_asks_no_one(
     assert divergence["expected"] == {"outcome": "auto"}
     assert divergence["actual"] == {"outcome": "approval", "tripped": ["new_rule"]}
     assert not PendingAction.objects.exists()
+    policy = replayed.spans.get(kind="policy", step=2)
+    assert policy.attributes["diverged"] is True and policy.output["outcome"] == "approval"
 
 
 def test_an_exact_replay_of_a_resolved_run_takes_the_same_path(make_order, submit, no_live_model):
