@@ -351,6 +351,32 @@ def test_a_fork_can_take_read_tool_results_as_given(make_order, submit, scripted
     assert "lost in transit" in answered["content"]
 
 
+def test_a_given_result_for_one_call_signature_wins_over_the_tools(make_order, submit, scripted):
+    order, original = refunded_run(make_order, submit)
+    other = make_order(total_cents=100)
+    given = {
+        # Not canonical as written (spaces): normalised, and matched on resolved arguments.
+        f'lookup_order:{{"order_id": "{other.order_id}"}}': {"status": "for the other"},
+        "lookup_order": {"status": "for any lookup"},
+    }
+    scripted(
+        [
+            text("Look both up."),
+            tool_use("lookup_order", {"order_id": order.order_id}, id="t1"),
+            tool_use("lookup_order", {"order_id": other.order_id.lower()}, id="t2"),
+        ],
+        [text("Done.")],
+    )
+
+    fork = replay_start(original, mode="fork", from_step=1, inline=True, tool_results=given)
+
+    outputs = {
+        s.input["order_id"]: s.output["status"]
+        for s in fork.spans.filter(kind="tool", attributes__source="given")
+    }
+    assert outputs == {order.order_id: "for any lookup", other.order_id: "for the other"}
+
+
 def test_a_live_fork_goes_through_the_ledger(make_order, submit):
     order, original = refunded_run(make_order, submit)
 
@@ -376,6 +402,8 @@ def test_a_live_fork_goes_through_the_ledger(make_order, submit):
         ({"mode": "rerun", "model": "gpt-unknown"}, "ANTHROPIC_API_KEY"),
         ({"mode": "rerun", "tool_results": {"issue_refund": {}}}, "dry run only"),
         ({"mode": "fork", "from_step": 1, "tool_results": {"fly": {}}}, "unknown tool"),
+        ({"mode": "fork", "from_step": 1, "tool_results": {"lookup_order:x": {}}}, "signature"),
+        ({"mode": "fork", "from_step": 1, "tool_results": {"lookup_order": "x"}}, "JSON object"),
     ],
 )
 def test_a_bad_replay_request_is_refused_and_writes_nothing(make_order, submit, kwargs, message):
