@@ -84,6 +84,7 @@ def test_a_rerun_runs_here_and_repeats_no_side_effect(original):
 
     rerun = Run.objects.get(replay_of=original)
     assert rerun.mode == Run.Mode.RERUN and "status: resolved" in out
+    assert "returned from the ledger, not repeated (step 2): issue_refund" in out
     assert ProviderRefund.objects.count() == 1 and Effect.objects.count() == 2
 
 
@@ -92,6 +93,10 @@ def test_a_fork_is_a_dry_run_unless_live_is_asked(original):
 
     fork = Run.objects.get(replay_of=original)
     assert "Fork from step 2 (dry run)" in out and fork.dry_run
+    assert (
+        'would have executed (step 2): issue_refund {"amount_cents": 2500, "currency": "USD", '
+        '"order_id": "ORD-31001", "reason": "Customer request"}'
+    ) in out
     assert ProviderRefund.objects.count() == 1 and not Effect.objects.filter(run=fork).exists()
 
 
@@ -101,6 +106,31 @@ def test_a_fork_with_live_executes_through_the_ledger(original):
     fork = Run.objects.get(replay_of=original)
     assert "(live)" in out and not fork.dry_run
     assert ProviderRefund.objects.count() == 1  # the ledger returned the original's refund
+
+
+def test_a_fork_takes_read_tool_results_from_a_file(original, tmp_path):
+    given = tmp_path / "results.json"
+    given.write_text('{"lookup_order": {"order_id": "ORD-31001", "status": "lost"}}')
+
+    replay(str(original.code), "--mode", "fork", "--from-step", "1", "--tool-results", str(given))
+
+    fork = Run.objects.get(replay_of=original)
+    assert fork.replay_tool_results == {"lookup_order": {"order_id": "ORD-31001", "status": "lost"}}
+    span = fork.spans.get(kind="tool", name="lookup_order")
+    assert span.attributes["source"] == "given" and span.output["status"] == "lost"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "cannot read"), ("{nope", "is not JSON"), ("[1]", "must hold a JSON object")],
+)
+def test_a_bad_tool_results_file_is_a_clear_error(original, tmp_path, content, message):
+    path = tmp_path / "results.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(CommandError, match=message):
+        replay(str(original.code), "--mode", "rerun", "--tool-results", str(path))
+    assert not Run.objects.filter(replay_of=original).exists()
 
 
 def test_enqueue_hands_a_rerun_to_the_workers(

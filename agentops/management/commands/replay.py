@@ -34,6 +34,14 @@ class Command(BaseCommand):
             help="fork: execute side effects for real (through the ledger) instead of a dry run",
         )
         parser.add_argument(
+            "--tool-results",
+            default=None,
+            metavar="FILE.json",
+            help="rerun/fork: results for read-only tools instead of calling them: "
+            '{"lookup_order": {...}} or {"lookup_order:{\\"order_id\\":\\"ORD-1\\"}": {...}}; '
+            "in a dry run also what a side effect would have returned",
+        )
+        parser.add_argument(
             "--enqueue",
             action="store_true",
             help="rerun/fork: hand the run to the Celery workers instead of running it here",
@@ -56,7 +64,7 @@ class Command(BaseCommand):
                 model=model,
                 prompt_version=prompt_version,
                 live=opts["live"],
-                tool_results=None,
+                tool_results=_read_tool_results(opts["tool_results"]),
                 inline=not opts["enqueue"],
             )
         except ReplayError as exc:
@@ -78,8 +86,30 @@ class Command(BaseCommand):
                 f"same path as the original: {replayed.model_calls} model steps, "
                 f"ended {replayed.status} like run {original.code}"
             )
+        for span in replayed.spans.filter(kind="tool").order_by("started_at", "id"):
+            attributes = span.attributes or {}
+            args = json.dumps(span.input, default=str, sort_keys=True)
+            if attributes.get("would_execute"):
+                write(f"would have executed (step {span.step}): {span.name} {args}")
+            elif attributes.get("replayed_from_ledger"):
+                write(f"returned from the ledger, not repeated (step {span.step}): {span.name}")
         write(f"trace: {reverse('run_detail', args=[replayed.code])}")
         write(f"original: {reverse('run_detail', args=[original.code])}")
+
+
+def _read_tool_results(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            given = json.load(f)
+    except OSError as exc:
+        raise CommandError(f"--tool-results: cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise CommandError(f"--tool-results: {path} is not JSON: {exc}") from exc
+    if not isinstance(given, dict):
+        raise CommandError(f"--tool-results: {path} must hold a JSON object.")
+    return given
 
 
 def _find_run(run_id: str) -> Run:
