@@ -326,6 +326,14 @@ class ReplayPlan:
 
         names = {f.name for f in dataclasses.fields(TriageDecision)}
         recorded = {k: v for k, v in (self.original.triage or {}).items() if k in names}
+        if not recorded:
+            # The original ended before its triage (the autonomy share sent it to a person).
+            raise Diverged(
+                step=0,
+                stage="triage",
+                expected={"ended": self.recording.ended},
+                actual="today's code admits the ticket and triages it",
+            )
         recorded.update(
             input_tokens=0,
             output_tokens=0,

@@ -258,6 +258,33 @@ def test_an_exact_replay_diverges_when_the_approver_lost_the_permission(
     assert "without the permission" in divergence["actual"]["reason"]
 
 
+def test_an_exact_replay_of_a_ticket_the_autonomy_share_now_admits_diverges_at_triage(
+    make_order, submit, settings
+):
+    settings.AUTONOMY_SHARE_PERCENT = 0
+    original = advance(submit("Where is my parcel?"))
+    assert original.status == Run.Status.ESCALATED and original.model_calls == 0
+    settings.AUTONOMY_SHARE_PERCENT = 100
+
+    replayed = replay_start(original, mode="exact")
+
+    divergence = replay_divergence(replayed)
+    assert (divergence["step"], divergence["stage"]) == (0, "triage")
+    assert divergence["expected"]["ended"]["status"] == "escalated"
+    assert replayed.status == Run.Status.FAILED
+
+
+def test_an_exact_replay_of_a_ticket_outside_the_autonomy_share_reproduces_it(submit, settings):
+    settings.AUTONOMY_SHARE_PERCENT = 0
+    original = advance(submit("Where is my parcel?"))
+
+    replayed = replay_start(original, mode="exact")
+
+    assert replayed.status == Run.Status.ESCALATED
+    assert replayed.outcome_reason == original.outcome_reason
+    assert replay_divergence(replayed) is None
+
+
 # --- re-run ------------------------------------------------------------------------------
 
 
