@@ -20,6 +20,7 @@ Three modes, each a new Run of the same ticket that points at its original
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from django.db import transaction
@@ -192,12 +193,14 @@ def _prompt_version(value) -> PromptVersion | None:
 
 
 def _check_tool_results(given: dict | None, *, dry_run: bool) -> dict:
+    """The given results, keys normalised to a tool name or a canonical call signature."""
     if not given:
         return {}
     if not isinstance(given, dict):
         raise ReplayError("tool_results must be a dict of {tool or signature: result}.")
+    checked = {}
     for key, result in given.items():
-        name = str(key).split(":", 1)[0]
+        name, _, raw_args = str(key).partition(":")
         tool = TOOLS.get(name)
         if tool is None:
             raise ReplayError(f"tool_results names an unknown tool {name!r} (in {key!r}).")
@@ -205,25 +208,23 @@ def _check_tool_results(given: dict | None, *, dry_run: bool) -> dict:
             raise ReplayError(
                 f"{name} has side effects: its result can be given to a dry run only."
             )
-        if ":" in str(key) and str(key) != _normalised(str(key)):
-            raise ReplayError(
-                f"{key!r} is not a call signature: use {name}: and the arguments as canonical "
-                f"JSON, e.g. {signature(name, {'order_id': 'ORD-10023'})!r}."
-            )
         if not isinstance(result, dict):
             raise ReplayError(f"The result given for {key!r} must be a JSON object.")
-    return dict(given)
-
-
-def _normalised(key: str) -> str:
-    import json
-
-    name, raw = key.split(":", 1)
-    try:
-        args = json.loads(raw)
-    except ValueError:
-        return ""
-    return signature(name, args) if isinstance(args, dict) else ""
+        if raw_args:
+            try:
+                args = json.loads(raw_args)
+            except ValueError:
+                args = None
+            if not isinstance(args, dict):
+                example = signature(name, {"order_id": "ORD-10023"})
+                raise ReplayError(
+                    f"{key!r} is not a call signature: the tool's name, a colon and its "
+                    f"arguments as a JSON object, e.g. {example!r}."
+                )
+            checked[signature(name, args)] = result
+        else:
+            checked[name] = result
+    return checked
 
 
 # --- forks ----------------------------------------------------------------------------

@@ -148,7 +148,12 @@ class Runner:
                 logger.warning("run %s: lease lost, stopping", self.run.code)
                 return "lease_lost"
             except Diverged as diverged:
-                return self._end(Run.Status.FAILED, str(diverged), divergence=diverged.divergence)
+                return self._end(
+                    Run.Status.FAILED,
+                    str(diverged),
+                    spans=diverged.spans,
+                    divergence=diverged.divergence,
+                )
             except Exception as exc:
                 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -209,6 +214,7 @@ class Runner:
             name="run",
             step=0,
             input={"ticket": str(self.ticket.code), "subject": self.ticket.subject},
+            attributes=self.replay.root_attributes() if self.replay else None,
         )
         root.span_id = self.root_span_id
         triage = span_build(
@@ -412,7 +418,9 @@ class Runner:
             attributes={"resolved_from": raw_input.get("order_id")} if resolved.notes else None,
         )
         if self.replay is not None:
-            self.replay.check_validated(step=step, tool_use=tool_use, resolved_args=resolved.args)
+            self.replay.check_validated(
+                step=step, tool_use=tool_use, resolved_args=resolved.args, spans=[validate]
+            )
 
         if tool.ends_run:
             result = tool.execute(resolved, self.ctx, None)
@@ -453,7 +461,7 @@ class Runner:
     def _run_read_tool(
         self, tool: Tool, tool_use: dict, resolved: Resolved, validate: Span, step: int
     ) -> None:
-        provided = self._provided(tool, tool_use, resolved, step)
+        provided = self._provided(tool, tool_use, resolved, step, spans=[validate])
         if provided is not None:
             return self._answer(
                 tool_use,
@@ -501,10 +509,6 @@ class Runner:
             step=step,
             input=resolved.args,
         )
-        if self.replay is not None:
-            self.replay.check_policy(
-                step=step, tool=tool.name, args=resolved.args, decision=decision
-            )
         tripped = [r.rule for r in decision.tripped]
         span_finish(
             policy,
@@ -518,6 +522,10 @@ class Runner:
             error_message=", ".join(tripped) if decision.outcome == BLOCK else "",
         )
         spans.append(policy)
+        if self.replay is not None:
+            self.replay.check_policy(
+                step=step, tool=tool.name, args=resolved.args, decision=decision, spans=spans
+            )
         if decision.outcome == BLOCK:
             return self._answer(
                 tool_use,
@@ -559,13 +567,16 @@ class Runner:
         exact = self.replay is not None and self.replay.exact
         action = (
             PendingAction.objects.filter(
-                run=self.run.replay_of if exact else self.run, tool_use_id=tool_use["id"]
+                run_id__in=self.replay.recorded_run_ids() if exact else [self.run.pk],
+                tool_use_id=tool_use["id"],
             )
             .select_related("decided_by")
             .first()
         )
         if action is None and exact:
-            raise self.replay.missing_approval(step=step, tool=tool.name, tool_use=tool_use)
+            raise self.replay.missing_approval(
+                step=step, tool=tool.name, tool_use=tool_use, spans=spans
+            )
         span = self._span(
             kind=Span.Kind.APPROVAL,
             name=tool.name,
@@ -668,7 +679,7 @@ class Runner:
         self, tool: Tool, tool_use: dict, resolved: Resolved, spans: list[Span], step: int
     ) -> str | None:
         key = tool.idempotency_key(resolved, self.ctx)
-        provided = self._provided(tool, tool_use, resolved, step, key=key)
+        provided = self._provided(tool, tool_use, resolved, step, spans=spans, key=key)
         if provided is not None:  # an exact replay's recorded result, or a dry run's
             return self._answer(
                 tool_use,
@@ -874,7 +885,11 @@ class Runner:
     ) -> str | None:
         if self.replay is not None:
             self.replay.check_answer(
-                step=self.run.model_calls, tool_use=tool_use, content=content, is_error=is_error
+                step=self.run.model_calls,
+                tool_use=tool_use,
+                content=content,
+                is_error=is_error,
+                spans=spans,
             )
         block = {
             "type": "tool_result",
@@ -936,12 +951,13 @@ class Runner:
         fields = {
             "status": status,
             "outcome_reason": reason,
-            "divergence": divergence,
             "finished_at": now,
             "lease_owner": "",
             "lease_expires_at": None,
             "updated_at": now,
         }
+        if divergence is not None:
+            fields["divergence"] = divergence
         with transaction.atomic():
             updated = Run.objects.filter(
                 pk=self.run.pk, lease_owner=self.worker, status=Run.Status.RUNNING
@@ -967,12 +983,18 @@ class Runner:
 
     # --- replays -------------------------------------------------------------------
 
-    def _provided(self, tool: Tool, tool_use: dict, resolved: Resolved, step: int, key: str = ""):
+    def _provided(self, tool, tool_use, resolved, step, *, spans: list[Span], key: str = ""):
         """A result that is not executed (recorded, dry run, given), or None to execute."""
         if self.replay is None:
             return None
         return self.replay.provided(
-            tool=tool, tool_use=tool_use, args=resolved.args, step=step, key=key, span=self._span
+            tool=tool,
+            tool_use=tool_use,
+            args=resolved.args,
+            step=step,
+            key=key,
+            span=self._span,
+            spans=spans,
         )
 
     def _settled_in_ledger(self, tool: Tool, resolved: Resolved) -> bool:

@@ -44,7 +44,15 @@ class Diverged(Exception):
     """Today's code departed from the recording; the replay stops here."""
 
     def __init__(
-        self, *, step: int, stage: str, expected, actual, tool: str = "", tool_use_id: str = ""
+        self,
+        *,
+        step: int,
+        stage: str,
+        expected,
+        actual,
+        tool: str = "",
+        tool_use_id: str = "",
+        spans: list[Span] | None = None,
     ) -> None:
         self.divergence = {
             "step": step,
@@ -54,6 +62,11 @@ class Diverged(Exception):
             "expected": expected,
             "actual": actual,
         }
+        # The step's spans so far, saved with the end: the trace shows where it departed.
+        self.spans = list(spans or [])
+        if self.spans:
+            last = self.spans[-1]
+            last.attributes = {**(last.attributes or {}), "diverged": True}
         super().__init__(divergence_text(self.divergence))
 
 
@@ -261,6 +274,25 @@ class ReplayPlan:
             return self.original.started_at or self.original.created_at
         return None
 
+    def root_attributes(self) -> dict:
+        """What the run span says of a replay: which run it replays, and how."""
+        return {
+            "replay_mode": self.run.mode,
+            "replay_of": str(self.original.code),
+            "replay_from_step": self.run.replay_from_step,
+            "dry_run": self.dry_run,
+        }
+
+    def recorded_run_ids(self) -> list[int]:
+        """The original, and the runs it replayed or forked from: where its approvals are."""
+        ids, run = [], self.original
+        while run is not None and len(ids) < 20:
+            ids.append(run.pk)
+            if run.mode not in (Run.Mode.EXACT, Run.Mode.FORK):
+                break
+            run = run.replay_of
+        return ids
+
     def adapt_context(self, ctx) -> None:
         if self.as_of is not None:
             ctx.orders = OrdersAsOf(ctx.orders, self.as_of)
@@ -294,6 +326,14 @@ class ReplayPlan:
 
         names = {f.name for f in dataclasses.fields(TriageDecision)}
         recorded = {k: v for k, v in (self.original.triage or {}).items() if k in names}
+        if not recorded:
+            # The original ended before its triage (the autonomy share sent it to a person).
+            raise Diverged(
+                step=0,
+                stage="triage",
+                expected={"ended": self.recording.ended},
+                actual="today's code admits the ticket and triages it",
+            )
         recorded.update(
             input_tokens=0,
             output_tokens=0,
@@ -305,7 +345,9 @@ class ReplayPlan:
 
     # --- comparisons (exact replays) ---
 
-    def check_validated(self, *, step: int, tool_use: dict, resolved_args: dict) -> None:
+    def check_validated(
+        self, *, step: int, tool_use: dict, resolved_args: dict, spans: list[Span]
+    ) -> None:
         if not self.exact:
             return
         use_id = tool_use.get("id", "")
@@ -319,9 +361,12 @@ class ReplayPlan:
                 tool_use_id=use_id,
                 expected=recorded or "no validation of this call",
                 actual=now,
+                spans=spans,
             )
 
-    def check_policy(self, *, step: int, tool: str, args: dict, decision) -> None:
+    def check_policy(
+        self, *, step: int, tool: str, args: dict, decision, spans: list[Span]
+    ) -> None:
         if not self.exact:
             return
         args = redact(args)
@@ -337,9 +382,12 @@ class ReplayPlan:
                     "outcome": decision.outcome,
                     "tripped": [r.rule for r in decision.tripped],
                 },
+                spans=spans,
             )
 
-    def check_answer(self, *, step: int, tool_use: dict, content: dict, is_error: bool) -> None:
+    def check_answer(
+        self, *, step: int, tool_use: dict, content: dict, is_error: bool, spans: list[Span]
+    ) -> None:
         """The tool_result today's code gives must match the recorded one in outcome."""
         if not self.exact:
             return
@@ -355,6 +403,7 @@ class ReplayPlan:
                 tool_use_id=use_id,
                 expected=recorded or "the original did not answer this call",
                 actual=now,
+                spans=spans,
             )
 
     def end_divergence(self, *, status: str, reason: str, step: int) -> dict | None:
@@ -371,7 +420,9 @@ class ReplayPlan:
             actual={"status": status, "step": step, "reason": reason},
         ).divergence
 
-    def missing_approval(self, *, step: int, tool: str, tool_use: dict) -> Diverged:
+    def missing_approval(
+        self, *, step: int, tool: str, tool_use: dict, spans: list[Span]
+    ) -> Diverged:
         return Diverged(
             step=step,
             stage="approval",
@@ -379,14 +430,17 @@ class ReplayPlan:
             tool_use_id=tool_use.get("id", ""),
             expected="no approval asked",
             actual="today's policy asks a person to approve",
+            spans=spans,
         )
 
     # --- tool results that are not executed ---
 
-    def provided(self, *, tool, tool_use: dict, args: dict, step: int, key: str, span) -> Provided:
+    def provided(
+        self, *, tool, tool_use: dict, args: dict, step: int, key: str, span, spans: list[Span]
+    ) -> Provided | None:
         """The result of a call that is not executed, or None to execute it.
 
-        `span` builds a started span of the run (Runner._span).
+        `span` builds a started span of the run (Runner._span); `spans` are the call's so far.
         """
         if self.exact:
             block = self.recording.results.get(tool_use.get("id", ""))
@@ -398,6 +452,7 @@ class ReplayPlan:
                     tool_use_id=tool_use.get("id", ""),
                     expected="the original did not run this call",
                     actual={"would_execute": tool.name, "arguments": args},
+                    spans=spans,
                 )
             return self._span_for(
                 span(kind=Span.Kind.TOOL, name=tool.name, step=step, input=args),

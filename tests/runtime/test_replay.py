@@ -15,7 +15,7 @@ from agentops.runtime.loop import run_advance
 from agentops.simgateway.models import ProviderRefund, ScriptedFault
 from approvals.models import PendingAction
 from approvals.policy import APPROVAL, PolicyDecision, RuleResult
-from approvals.services import action_reject
+from approvals.services import action_approve, action_reject
 from tests.runtime.conftest import text, tool_use
 from traces.models import Span
 
@@ -140,6 +140,42 @@ def test_an_exact_replay_after_a_validation_fix_stops_at_the_divergence(
     assert ProviderRefund.objects.count() == refunds
     assert not Effect.objects.filter(run=replayed).exists()
     assert live_calls == []
+    marked = replayed.spans.get(attributes__diverged=True)
+    assert (marked.kind, marked.name, marked.error_message) == (
+        "validate",
+        "issue_refund",
+        "too much for this fix",
+    )
+
+
+def test_an_exact_replay_stops_before_executing_what_the_original_never_ran(
+    make_order, submit, scripted, monkeypatch, no_live_model
+):
+    order = make_order(total_cents=2500)
+    claim = "I've issued a refund of $25.00 for your order."
+    scripted(
+        [text("Looking."), tool_use("lookup_order", {"order_id": order.order_id}, id="t1")],
+        [text("Replying."), tool_use("send_reply", {"body": claim}, id="t2")],
+    )
+    original = advance(submit(f"refund {order.order_id}"))
+    assert original.status == Run.Status.ESCALATED
+    assert original.outcome_reason.startswith("Reply held for review")
+    live_calls = no_live_model()
+
+    # A change that lets the ungrounded reply through.
+    monkeypatch.setattr("agentops.runtime.grounding.reply_hold_reason", lambda **kw: None)
+    replayed = replay_start(original, mode="exact")
+
+    divergence = replay_divergence(replayed)
+    assert divergence["step"] == 2 and divergence["stage"] == "tool"
+    assert divergence["tool"] == "send_reply" and divergence["tool_use_id"] == "t2"
+    assert divergence["expected"] == "the original did not run this call"
+    assert divergence["actual"] == {"would_execute": "send_reply", "arguments": {"body": claim}}
+    assert len(mail.outbox) == 0 and not Effect.objects.exists()
+    assert live_calls == []
+    # The step's spans are kept, the last one marked where it departed.
+    marked = replayed.spans.get(attributes__diverged=True)
+    assert (marked.kind, marked.name, marked.step) == ("policy", "send_reply", 2)
 
 
 def test_an_exact_replay_after_a_policy_change_names_the_step_and_asks_no_one(
@@ -160,6 +196,8 @@ def test_an_exact_replay_after_a_policy_change_names_the_step_and_asks_no_one(
     assert divergence["expected"] == {"outcome": "auto"}
     assert divergence["actual"] == {"outcome": "approval", "tripped": ["new_rule"]}
     assert not PendingAction.objects.exists()
+    policy = replayed.spans.get(kind="policy", step=2)
+    assert policy.attributes["diverged"] is True and policy.output["outcome"] == "approval"
 
 
 def test_an_exact_replay_of_a_resolved_run_takes_the_same_path(make_order, submit, no_live_model):
@@ -174,6 +212,77 @@ def test_an_exact_replay_of_a_resolved_run_takes_the_same_path(make_order, submi
     assert replayed.reply == original.reply
     assert len(mail.outbox) == 1  # the original's reply only
     assert live_calls == []
+
+
+def test_an_exact_replay_uses_the_original_approval_and_asks_no_one(
+    make_order, submit, support_lead, no_live_model
+):
+    order = make_order(total_cents=12900)
+    original = advance(submit(f"I want a refund for {order.order_id}."))
+    action_approve(action=PendingAction.objects.get(run=original), actor=support_lead)
+    original = advance(original)
+    assert original.status == Run.Status.RESOLVED, original.outcome_reason
+    live_calls = no_live_model()
+
+    replayed = replay_start(original, mode="exact")
+    again = replay_start(replayed, mode="exact")  # a replay of a replay finds the same approval
+
+    for run in (replayed, again):
+        assert run.status == Run.Status.RESOLVED, run.outcome_reason
+        assert replay_divergence(run) is None
+        approval = run.spans.get(kind="approval")
+        assert approval.output["status"] == "approved"
+    assert PendingAction.objects.count() == 1
+    assert ProviderRefund.objects.count() == 1
+    assert live_calls == []
+    root = again.spans.get(kind="run")
+    assert root.attributes["replay_of"] == str(replayed.code)
+    assert root.attributes["replay_mode"] == "exact"
+
+
+def test_an_exact_replay_diverges_when_the_approver_lost_the_permission(
+    make_order, submit, support_lead
+):
+    order = make_order(total_cents=12900)
+    original = advance(submit(f"I want a refund for {order.order_id}."))
+    action_approve(action=PendingAction.objects.get(run=original), actor=support_lead)
+    original = advance(original)
+    support_lead.user_permissions.clear()
+
+    replayed = replay_start(original, mode="exact")
+
+    divergence = replay_divergence(replayed)
+    assert divergence["stage"] == "end" and divergence["step"] == 2
+    assert divergence["expected"]["status"] == "resolved"
+    assert divergence["actual"]["status"] == "escalated"
+    assert "without the permission" in divergence["actual"]["reason"]
+
+
+def test_an_exact_replay_of_a_ticket_the_autonomy_share_now_admits_diverges_at_triage(
+    make_order, submit, settings
+):
+    settings.AUTONOMY_SHARE_PERCENT = 0
+    original = advance(submit("Where is my parcel?"))
+    assert original.status == Run.Status.ESCALATED and original.model_calls == 0
+    settings.AUTONOMY_SHARE_PERCENT = 100
+
+    replayed = replay_start(original, mode="exact")
+
+    divergence = replay_divergence(replayed)
+    assert (divergence["step"], divergence["stage"]) == (0, "triage")
+    assert divergence["expected"]["ended"]["status"] == "escalated"
+    assert replayed.status == Run.Status.FAILED
+
+
+def test_an_exact_replay_of_a_ticket_outside_the_autonomy_share_reproduces_it(submit, settings):
+    settings.AUTONOMY_SHARE_PERCENT = 0
+    original = advance(submit("Where is my parcel?"))
+
+    replayed = replay_start(original, mode="exact")
+
+    assert replayed.status == Run.Status.ESCALATED
+    assert replayed.outcome_reason == original.outcome_reason
+    assert replay_divergence(replayed) is None
 
 
 # --- re-run ------------------------------------------------------------------------------
@@ -269,6 +378,32 @@ def test_a_fork_can_take_read_tool_results_as_given(make_order, submit, scripted
     assert "lost in transit" in answered["content"]
 
 
+def test_a_given_result_for_one_call_signature_wins_over_the_tools(make_order, submit, scripted):
+    order, original = refunded_run(make_order, submit)
+    other = make_order(total_cents=100)
+    given = {
+        # Not canonical as written (spaces): normalised, and matched on resolved arguments.
+        f'lookup_order:{{"order_id": "{other.order_id}"}}': {"status": "for the other"},
+        "lookup_order": {"status": "for any lookup"},
+    }
+    scripted(
+        [
+            text("Look both up."),
+            tool_use("lookup_order", {"order_id": order.order_id}, id="t1"),
+            tool_use("lookup_order", {"order_id": other.order_id.lower()}, id="t2"),
+        ],
+        [text("Done.")],
+    )
+
+    fork = replay_start(original, mode="fork", from_step=1, inline=True, tool_results=given)
+
+    outputs = {
+        s.input["order_id"]: s.output["status"]
+        for s in fork.spans.filter(kind="tool", attributes__source="given")
+    }
+    assert outputs == {order.order_id: "for any lookup", other.order_id: "for the other"}
+
+
 def test_a_live_fork_goes_through_the_ledger(make_order, submit):
     order, original = refunded_run(make_order, submit)
 
@@ -294,6 +429,8 @@ def test_a_live_fork_goes_through_the_ledger(make_order, submit):
         ({"mode": "rerun", "model": "gpt-unknown"}, "ANTHROPIC_API_KEY"),
         ({"mode": "rerun", "tool_results": {"issue_refund": {}}}, "dry run only"),
         ({"mode": "fork", "from_step": 1, "tool_results": {"fly": {}}}, "unknown tool"),
+        ({"mode": "fork", "from_step": 1, "tool_results": {"lookup_order:x": {}}}, "signature"),
+        ({"mode": "fork", "from_step": 1, "tool_results": {"lookup_order": "x"}}, "JSON object"),
     ],
 )
 def test_a_bad_replay_request_is_refused_and_writes_nothing(make_order, submit, kwargs, message):
