@@ -264,6 +264,11 @@ def shadow_after_production(*, run_id: int) -> Run | None:
             return None
         if ShadowRun.objects.filter(production=run).exists():
             return None  # a second delivery of the same task
+        if not run_steps(messages=run.messages or []):
+            # Escalated before any model call (the autonomy share, a budget): a fork
+            # from step 1 has nothing to start from.
+            logger.info("shadow: run %s has no model step to shadow", run.code)
+            return None
         with transaction.atomic():
             shadow = engine.dry_rerun(
                 run, model=setting.model or None, prompt_version=setting.prompt_version

@@ -5,6 +5,7 @@ import pytest
 from agentops.models import PromptVersion, Run
 from evals.models import ShadowRun, ShadowSetting
 from evals.services import shadow_after_production, shadow_bucket
+from tests.evals.helpers import refund_conversation
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +16,7 @@ def candidate():
 
 
 def _runs(make_run, n):
-    return [make_run(Run.Status.RESOLVED) for _ in range(n)]
+    return [make_run(Run.Status.RESOLVED, messages=refund_conversation()) for _ in range(n)]
 
 
 def test_nothing_is_shadowed_while_shadow_mode_is_off(make_run, fake_engine):
@@ -29,7 +30,7 @@ def test_every_run_is_shadowed_in_dry_run_at_a_share_of_100(make_run, fake_engin
     ShadowSetting.objects.create(
         pk=1, enabled=True, share_percent=100, prompt_version=candidate, model="offline-b"
     )
-    run = make_run()
+    run = make_run(messages=refund_conversation())
 
     shadow = shadow_after_production(run_id=run.pk)
 
@@ -62,12 +63,14 @@ def test_a_larger_share_keeps_every_ticket_a_smaller_one_had(make_run, fake_engi
 
 def test_replays_unfinished_runs_and_second_deliveries_are_not_shadowed(make_run, fake_engine):
     ShadowSetting.objects.create(pk=1, enabled=True, share_percent=100)
-    original = make_run()
-    replay = make_run(mode=Run.Mode.RERUN, replay_of=original)
-    running = make_run(Run.Status.RUNNING)
+    original = make_run(messages=refund_conversation())
+    replay = make_run(mode=Run.Mode.RERUN, replay_of=original, messages=refund_conversation())
+    running = make_run(Run.Status.RUNNING, messages=refund_conversation())
+    never_asked = make_run(Run.Status.ESCALATED, outcome_reason="Routed to a person")
 
     assert shadow_after_production(run_id=replay.pk) is None
     assert shadow_after_production(run_id=running.pk) is None
+    assert shadow_after_production(run_id=never_asked.pk) is None  # no model step to fork
     assert shadow_after_production(run_id=original.pk) is not None
     assert shadow_after_production(run_id=original.pk) is None  # already shadowed
     assert len(fake_engine.calls) == 1
@@ -80,4 +83,4 @@ def test_a_failing_shadow_never_disturbs_production(make_run, monkeypatch):
         raise RuntimeError("engine down")
 
     monkeypatch.setattr("evals.engine.replay", broken)
-    assert shadow_after_production(run_id=make_run().pk) is None
+    assert shadow_after_production(run_id=make_run(messages=refund_conversation()).pk) is None
