@@ -21,7 +21,7 @@ def _runs(make_run, n):
 
 def test_nothing_is_shadowed_while_shadow_mode_is_off(make_run, fake_engine):
     ShadowSetting.objects.create(pk=1, enabled=False, share_percent=100)
-    run = make_run()
+    run = make_run(messages=refund_conversation())
     assert shadow_after_production(run_id=run.pk) is None
     assert fake_engine.calls == []
 
