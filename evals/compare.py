@@ -40,6 +40,11 @@ class Outcome:
     content: Any  # the tool_result's content, parsed from JSON when it is JSON
 
     @property
+    def dry_run(self) -> bool:
+        """A dry run's stand-in: the call was recorded as "would have executed", not made."""
+        return isinstance(self.content, dict) and self.content.get("dry_run") is True
+
+    @property
     def code(self) -> str:
         """The error code (`order_not_found`, `blocked_by_policy`…), or ""."""
         if self.is_error and isinstance(self.content, dict):
@@ -77,6 +82,9 @@ class CallPair:
     arg_keys: list[str] = field(default_factory=list)  # decision arguments that differ
     text_keys: list[str] = field(default_factory=list)  # free-text arguments that differ
     outcome_note: str = ""
+    # One side executed the call, the other only recorded it (dry run): the results
+    # cannot be compared, and that is no divergence of the agent's.
+    dry_run_note: str = ""
 
     @property
     def differs(self) -> bool:
@@ -206,6 +214,10 @@ def compare_calls(left: ToolCall | None, right: ToolCall | None) -> CallPair:
     if arg_keys:
         kinds.append(ARGS)
     note = _compare_outcomes(left.outcome, right.outcome)
+    dry_note = ""
+    if note and _executed_on_one_side_only(left.outcome, right.outcome):
+        side = "left" if left.outcome.dry_run else "right"
+        note, dry_note = "", f"not executed on the {side} (dry run)"
     if note:
         kinds.append(OUTCOME)
     return CallPair(
@@ -215,7 +227,15 @@ def compare_calls(left: ToolCall | None, right: ToolCall | None) -> CallPair:
         arg_keys=arg_keys,
         text_keys=text_keys,
         outcome_note=note,
+        dry_run_note=dry_note,
     )
+
+
+def _executed_on_one_side_only(left: Outcome | None, right: Outcome | None) -> bool:
+    if left is None or right is None or left.dry_run == right.dry_run:
+        return False
+    executed = right if left.dry_run else left
+    return not executed.is_error  # a real error against a dry success is a real difference
 
 
 def compare_steps(left: list[Step], right: list[Step]) -> list[StepRow]:

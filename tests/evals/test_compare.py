@@ -162,3 +162,46 @@ def test_decisions_agree_ignores_wording_but_not_amounts_or_status():
     assert decisions_agree(base, fake_run(refund_conversation(body="B")))
     assert not decisions_agree(base, fake_run(refund_conversation(999)))
     assert not decisions_agree(base, fake_run(refund_conversation(), status="escalated"))
+
+
+def _dry_refund_conversation():
+    dry = {"order_id": "ORD-10023", "amount_cents": 1999, "status": "dry_run", "dry_run": True}
+    return conversation(
+        (
+            "",
+            [call("t1", "issue_refund", order_id="ORD-10023", amount_cents=1999)],
+            [result("t1", dry)],
+        )
+    )
+
+
+def test_a_call_a_dry_run_only_recorded_is_no_divergence_from_the_executed_one():
+    executed = conversation(
+        (
+            "",
+            [call("t1", "issue_refund", order_id="ORD-10023", amount_cents=1999)],
+            [result("t1", {"refund_id": "re_1", "status": "succeeded"})],
+        )
+    )
+
+    comparison = compare_runs(fake_run(executed), fake_run(_dry_refund_conversation()))
+
+    pair = comparison.rows[0].calls[0]
+    assert pair.kinds == []
+    assert pair.dry_run_note == "not executed on the right (dry run)"
+    assert comparison.divergence_step is None
+
+
+def test_a_real_error_against_a_dry_run_success_is_still_a_different_outcome():
+    failed = conversation(
+        (
+            "",
+            [call("t1", "issue_refund", order_id="ORD-10023", amount_cents=1999)],
+            [result("t1", {"error": "card_declined"}, is_error=True)],
+        )
+    )
+
+    pair = compare_runs(fake_run(failed), fake_run(_dry_refund_conversation())).rows[0].calls[0]
+
+    assert pair.kinds == [OUTCOME]
+    assert pair.dry_run_note == ""

@@ -60,3 +60,33 @@ def test_a_failed_run_is_replayed_from_its_trace_page_onto_the_comparison(
     table.locator('th[data-side="left"] a').click()
     expect(page).to_have_url(re.compile(f"/runs/{failed_run.code}/$"))
     expect(page.locator("#run-replays")).to_contain_text("Exact replay")
+
+
+def test_a_fork_is_followed_live_on_the_comparison_until_it_finishes(
+    page: Page, engineer, make_order, submit
+):
+    order = make_order(total_cents=2500)
+    original = submit(f"Please refund my order {order.order_id}, it arrived broken.")
+    run_advance(run_id=original.pk, worker="test-worker")  # the offline model
+    original.refresh_from_db()
+    assert original.status == Run.Status.RESOLVED, original.outcome_reason
+
+    log_in(page, engineer, goto=f"/runs/{original.code}/")
+    page.get_by_label("Fork from step").select_option("1")
+    page.get_by_label("Model").fill("offline")
+    page.get_by_role("button", name="Fork from step").click()
+
+    expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]{36}/compare/$"))
+    fork = Run.objects.get(replay_of=original)
+    assert (fork.mode, fork.replay_from_step, fork.dry_run) == ("fork", 1, True)
+    right = page.locator('#compare-table th[data-side="right"]')
+    expect(right).to_contain_text("Queued")
+    expect(page.locator("#comparison")).to_have_attribute("data-both-final", "false")
+
+    run_advance(run_id=fork.pk, worker="test-worker")  # as a worker would
+
+    expect(right).to_contain_text("Resolved", timeout=15_000)  # the page polls
+    expect(page.locator("#comparison")).to_have_attribute("data-both-final", "true")
+    expect(page.locator("#divergence-summary")).to_contain_text("Same decisions all the way")
+    refund = page.locator('td[data-side="right"] .call[data-tool="issue_refund"]')
+    expect(refund).to_contain_text("dry_run")  # recorded, never executed
