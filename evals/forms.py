@@ -71,6 +71,14 @@ class RegressionCaseForm(forms.ModelForm):
         choices=STATUS_CHOICES, required=False, label="Expected final status"
     )
 
+    recorded_tool_results = JsonListField(
+        required=False,
+        label="Recorded tool results",
+        help_text='What the read tools answer when the case runs, each {"tool": name, '
+        '"input": {arguments as resolved}, "result": {...}}; a result with an "error" key '
+        "is handed to the model as an error. Calls not listed ask the shop as it was.",
+    )
+
     class Meta:
         model = RegressionCase
         fields = [
@@ -78,6 +86,7 @@ class RegressionCaseForm(forms.ModelForm):
             "expected_tool_calls",
             "forbidden_tools",
             "expected_status",
+            "recorded_tool_results",
             "notes",
             "active",
         ]
@@ -101,6 +110,25 @@ class RegressionCaseForm(forms.ModelForm):
                 raise forms.ValidationError(f'Call {n}: "args" must be an object.')
             cleaned.append({"tool": tool, "args": args})
         return cleaned
+
+    def clean_recorded_tool_results(self) -> list[dict]:
+        value = self.cleaned_data["recorded_tool_results"] or []
+        if not isinstance(value, list):
+            raise forms.ValidationError("Give a JSON list of results, like [] or [{...}].")
+        for n, item in enumerate(value, start=1):
+            if not isinstance(item, dict) or set(item) != {"tool", "input", "result"}:
+                raise forms.ValidationError(
+                    f'Result {n}: give an object with "tool", "input" and "result".'
+                )
+            tool = TOOLS.get(item["tool"])
+            if tool is None or tool.side_effect:
+                readers = ", ".join(name for name, t in TOOLS.items() if not t.side_effect)
+                raise forms.ValidationError(
+                    f"Result {n}: {item['tool']!r} is not a read tool ({readers})."
+                )
+            if not isinstance(item["input"], dict) or not isinstance(item["result"], dict):
+                raise forms.ValidationError(f'Result {n}: "input" and "result" must be objects.')
+        return value
 
     def clean(self):
         data = super().clean()

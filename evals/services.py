@@ -100,6 +100,7 @@ def case_defaults_from_run(*, run: Run) -> dict[str, Any]:
         if c.tool in TOOLS and (TOOLS[c.tool].side_effect or TOOLS[c.tool].ends_run)
     ]
     return {
+        "recorded_tool_results": recorded_tool_results(run=run),
         "name": run.ticket.subject[:200],
         "expected_tool_calls": expected,
         "forbidden_tools": [],
@@ -134,7 +135,9 @@ def case_create(
     forbidden_tools: list[str],
     expected_status: str,
     notes: str = "",
+    recorded: list[dict] | None = None,
 ) -> RegressionCase:
+    """A case from a run; `recorded`: the read tools' results as edited (default: the run's)."""
     ticket = run.ticket
     return RegressionCase.objects.create(
         name=name,
@@ -142,7 +145,7 @@ def case_create(
         customer_email=ticket.customer_email,
         subject=ticket.subject,
         body=ticket.body,
-        recorded_tool_results=recorded_tool_results(run=run),
+        recorded_tool_results=recorded if recorded is not None else recorded_tool_results(run=run),
         expected_tool_calls=expected_tool_calls,
         forbidden_tools=forbidden_tools,
         expected_status=expected_status,

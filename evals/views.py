@@ -183,6 +183,7 @@ def case_new(request: HttpRequest, code: UUID) -> HttpResponse:
                 forbidden_tools=data["forbidden_tools"],
                 expected_status=data["expected_status"],
                 notes=data["notes"],
+                recorded=data["recorded_tool_results"],
             )
             messages.success(request, f"Added “{case.name}” to the regression set.")
             return redirect("evals")
@@ -192,7 +193,6 @@ def case_new(request: HttpRequest, code: UUID) -> HttpResponse:
         "nav_section": "evals",
         "form": form,
         "run": run,
-        "recorded": services.recorded_tool_results(run=run),
     }
     return render(request, "evals/case_form.html", context)
 
@@ -215,7 +215,6 @@ def case_edit(request: HttpRequest, code: UUID) -> HttpResponse:
         "form": form,
         "case": case,
         "run": case.source_run,
-        "recorded": case.recorded_tool_results,
     }
     return render(request, "evals/case_form.html", context)
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from agentops.models import PromptVersion, Run
 from evals.models import EvalResult, EvalRun, RegressionCase, ShadowRun, ShadowSetting
-from tests.evals.helpers import refund_conversation
+from tests.evals.helpers import LOOKUP_OK, refund_conversation
 
 HX = {"HX-Request": "true"}
 pytestmark = pytest.mark.django_db
@@ -317,7 +317,10 @@ def test_the_case_form_is_prefilled_from_the_run(client, engineer, refund_run):
         {"tool": "send_reply", "args": {}},
     ]
     assert initial["expected_status"] == "resolved"
-    assert [r["tool"] for r in response.context["recorded"]] == ["lookup_order"]
+    assert initial["recorded_tool_results"] == [
+        {"tool": "lookup_order", "input": {"order_id": "ORD-10023"}, "result": LOOKUP_OK}
+    ]
+    assert "Blender arrived broken" in response.content.decode()  # the ticket, as kept
 
 
 def test_adding_a_case_keeps_the_ticket_and_the_recorded_tool_results(client, engineer, refund_run):
@@ -330,6 +333,9 @@ def test_adding_a_case_keeps_the_ticket_and_the_recorded_tool_results(client, en
             "expected_tool_calls": '[{"tool": "issue_refund", "args": {"amount_cents": 1999}}]',
             "forbidden_tools": ["escalate"],
             "expected_status": "resolved",
+            "recorded_tool_results": json.dumps(
+                [{"tool": "lookup_order", "input": {"order_id": "ORD-10023"}, "result": LOOKUP_OK}]
+            ),
             "notes": "",
             "active": "on",
         },
@@ -359,6 +365,16 @@ def test_adding_a_case_keeps_the_ticket_and_the_recorded_tool_results(client, en
             "both expected and forbidden",
         ),
         ("[]", {}, "a case that expects nothing can never fail"),
+        (
+            "[]",
+            {"recorded_tool_results": '[{"tool": "issue_refund", "input": {}, "result": {}}]'},
+            "Result 1: 'issue_refund' is not a read tool",
+        ),
+        (
+            "[]",
+            {"recorded_tool_results": '[{"tool": "lookup_order"}]'},
+            'Result 1: give an object with "tool", "input" and "result".',
+        ),
     ],
 )
 def test_a_bad_case_is_shown_again_with_a_clear_error_and_nothing_saved(
