@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -94,12 +94,26 @@ class ShadowPair:
     agree: bool
 
 
+@dataclass
+class CandidateAgreement:
+    prompt: str
+    model: str
+    compared: int = 0
+    agreed: int = 0
+
+    @property
+    def agreement_rate(self) -> float | None:
+        return self.agreed / self.compared * 100 if self.compared else None
+
+
 @dataclass(frozen=True)
 class ShadowSummary:
     compared: int  # pairs where both runs have finished
     agreed: int
     pending: int  # shadows still running
     differing: list[ShadowPair]
+    # The same figures per candidate (prompt version, model): the setting may have changed.
+    candidates: list[CandidateAgreement] = field(default_factory=list)
 
     @property
     def agreement_rate(self) -> float | None:
@@ -108,20 +122,33 @@ class ShadowSummary:
 
 def shadow_summary(*, limit: int = 500) -> ShadowSummary:
     """The latest shadow runs against their production runs: how often they decide alike."""
-    links = ShadowRun.objects.select_related("production__ticket", "shadow")[:limit]
+    links = ShadowRun.objects.select_related("production__ticket", "shadow__prompt_version")[:limit]
     compared = agreed = pending = 0
     differing = []
+    candidates: dict[tuple[str, str], CandidateAgreement] = {}
     for link in links:
         production, shadow = link.production, link.shadow
         if not (shadow.is_final and production.is_final):
             pending += 1
             continue
+        prompt = shadow.prompt_version.name if shadow.prompt_version else "built-in"
+        candidate = candidates.setdefault(
+            (prompt, shadow.model), CandidateAgreement(prompt=prompt, model=shadow.model)
+        )
         compared += 1
+        candidate.compared += 1
         if decisions_agree(production, shadow):
             agreed += 1
+            candidate.agreed += 1
         else:
             differing.append(ShadowPair(production=production, shadow=shadow, agree=False))
-    return ShadowSummary(compared=compared, agreed=agreed, pending=pending, differing=differing)
+    return ShadowSummary(
+        compared=compared,
+        agreed=agreed,
+        pending=pending,
+        differing=differing,
+        candidates=sorted(candidates.values(), key=lambda c: -c.compared),
+    )
 
 
 def replay_panel_get(*, run: Run, user: Any) -> dict[str, Any]:

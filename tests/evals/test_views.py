@@ -476,6 +476,8 @@ def test_the_shadow_page_shows_the_agreement_rate_and_links_differences(
 
     summary = response.context["summary"]
     assert (summary.compared, summary.agreed) == (4, 3)
+    [candidate] = summary.candidates
+    assert (candidate.prompt, candidate.compared, candidate.agreement_rate) == ("built-in", 4, 75.0)
     html = response.content.decode()
     assert "75.0%" in html
     differing = ShadowRun.objects.get(production=runs[0]).shadow
