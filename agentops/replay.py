@@ -33,7 +33,10 @@ from agentops.runtime.tools import TOOLS
 from traces.models import Span
 from traces.services import new_span_id
 
-MODES = (Run.Mode.EXACT, Run.Mode.RERUN, Run.Mode.FORK)
+MODES = (Run.Mode.EXACT, Run.Mode.RERUN, Run.Mode.FORK, Run.Mode.EVAL, Run.Mode.SHADOW)
+# A regression case and a shadow run are dry forks from the first model step, labelled
+# as what they are so the runs list and the dashboard can tell them from an engineer's fork.
+DRY_FORK_MODES = (Run.Mode.EVAL, Run.Mode.SHADOW)
 LIVE_PERMISSION = "agentops.replay_live"
 
 
@@ -55,7 +58,7 @@ def replay_start(
 ) -> Run:
     """Create the replayed run of `run` and run it; returns the new Run (refreshed).
 
-    mode: "exact", "rerun" or "fork".
+    mode: "exact", "rerun" or "fork"; "eval" and "shadow" are dry forks from step 1.
     from_step: fork only, required: the first model step (1 = the first model call)
         that is live; the recorded conversation before it is kept.
     model: rerun and fork: the model that runs the loop instead of the routed
@@ -85,7 +88,12 @@ def replay_start(
             f"Run {run.code} is {run.status}; only a finished run (resolved, escalated or "
             "failed) can be replayed."
         )
-    exact, fork = mode == Run.Mode.EXACT, mode == Run.Mode.FORK
+    if mode in DRY_FORK_MODES:
+        if live:
+            raise ReplayError(f"A {mode} run is a dry run; it never executes side effects.")
+        from_step = 1 if from_step is None else from_step
+    exact = mode == Run.Mode.EXACT
+    fork = mode in (Run.Mode.FORK, *DRY_FORK_MODES)
     if exact and (model or prompt_version or live or tool_results):
         raise ReplayError(
             "An exact replay plays back the recorded responses and results: a model, a prompt "

@@ -1,9 +1,9 @@
 """The replay engine (agentops.replay), as this app calls it: one door.
 
 The views, the evals command and shadow mode share these calls, and a test can
-stand in for the engine in one place. The engine has three modes (exact, rerun,
-fork); a dry re-run of a ticket with another prompt or model, which is what an
-eval case and a shadow run are, is its dry-run fork from the first step.
+stand in for the engine in one place. An eval case and a shadow run are a dry
+re-run of a ticket with another prompt or model: the engine's dry fork from the
+first step, labelled with its own mode.
 """
 
 from __future__ import annotations
@@ -45,15 +45,19 @@ def replay(
 def dry_rerun(
     run: Run,
     *,
+    mode: str,
     model: str | None = None,
     prompt_version: Any = None,
     tool_results: dict | None = None,
     inline: bool = False,
 ) -> Run:
-    """The ticket again from the first model step, in dry run: nothing is executed."""
+    """The ticket again from the first model step, in dry run: nothing is executed.
+
+    mode is Run.Mode.EVAL or Run.Mode.SHADOW, which the engine runs as a dry fork.
+    """
     return replay(
         run,
-        mode=Run.Mode.FORK,
+        mode=mode,
         from_step=1,
         model=model,
         prompt_version=prompt_version,

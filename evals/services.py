@@ -180,6 +180,7 @@ def _eval_case(
     try:
         run = engine.dry_rerun(
             case.source_run,
+            mode=Run.Mode.EVAL,
             model=model or None,
             prompt_version=prompt_version,
             tool_results=_engine_tool_results(case),
@@ -274,7 +275,10 @@ def shadow_after_production(*, run_id: int) -> Run | None:
             return None
         with transaction.atomic():
             shadow = engine.dry_rerun(
-                run, model=setting.model or None, prompt_version=setting.prompt_version
+                run,
+                mode=Run.Mode.SHADOW,
+                model=setting.model or None,
+                prompt_version=setting.prompt_version,
             )
             # One shadow per run: a racing delivery fails here and rolls its shadow back.
             ShadowRun.objects.create(production=run, shadow=shadow)

@@ -257,7 +257,7 @@ class ReplayPlan:
 
     @classmethod
     def for_run(cls, run: Run) -> ReplayPlan | None:
-        if not run.replay_of_id or run.mode not in (Run.Mode.EXACT, Run.Mode.FORK, Run.Mode.RERUN):
+        if not run.replay_of_id or run.mode == Run.Mode.PRODUCTION:
             return None
         return cls(run)
 
@@ -288,7 +288,7 @@ class ReplayPlan:
         ids, run = [], self.original
         while run is not None and len(ids) < 20:
             ids.append(run.pk)
-            if run.mode not in (Run.Mode.EXACT, Run.Mode.FORK):
+            if run.mode not in (Run.Mode.EXACT, Run.Mode.FORK, Run.Mode.EVAL, Run.Mode.SHADOW):
                 break
             run = run.replay_of
         return ids

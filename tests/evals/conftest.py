@@ -66,7 +66,7 @@ def fake_engine(monkeypatch):
 
         def __call__(self, run, *, mode, live=False, from_step=None, **kwargs):
             # The real engine's dry runs are forks; a fork without a step is refused there.
-            assert mode != "fork" or from_step, "a fork needs from_step"
+            assert mode not in ("fork", "eval", "shadow") or from_step, "a fork needs from_step"
             self.calls.append(
                 {"run": run, "mode": mode, "live": live, "from_step": from_step, **kwargs}
             )

@@ -42,7 +42,7 @@ def test_it_exits_zero_and_prints_the_table_when_every_case_passes(case, fake_en
     assert "1 of 1 passed, 0 failed" in output
     call = fake_engine.calls[0]
     assert (call["mode"], call["from_step"], call["live"], call["inline"]) == (
-        "fork",
+        "eval",
         1,
         False,
         True,

@@ -37,7 +37,7 @@ def test_every_run_is_shadowed_in_dry_run_at_a_share_of_100(make_run, fake_engin
     assert shadow.replay_of == run and shadow.dry_run
     assert ShadowRun.objects.get(production=run).shadow == shadow
     call = fake_engine.calls[0]
-    assert (call["mode"], call["from_step"], call["live"]) == ("fork", 1, False)
+    assert (call["mode"], call["from_step"], call["live"]) == ("shadow", 1, False)
     assert (call["prompt_version"], call["model"]) == (candidate, "offline-b")
 
 

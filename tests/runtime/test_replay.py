@@ -351,6 +351,22 @@ def test_a_dry_run_fork_executes_nothing_and_records_what_would_have_executed(
     assert fork.messages[:2] == original.messages[:2]
 
 
+@pytest.mark.parametrize("mode", ["eval", "shadow"])
+def test_eval_and_shadow_runs_are_dry_forks_from_the_first_step_under_their_own_mode(
+    make_order, submit, mode
+):
+    order, original = refunded_run(make_order, submit)
+    refunds = ProviderRefund.objects.count()
+
+    run = replay_start(original, mode=mode, inline=True)
+
+    assert (run.mode, run.replay_from_step, run.dry_run) == (mode, 1, True)
+    assert run.status == Run.Status.RESOLVED, run.outcome_reason
+    assert ProviderRefund.objects.count() == refunds
+    assert not Effect.objects.filter(run=run).exists()
+    assert run.spans.filter(kind="tool", name="issue_refund", attributes__dry_run=True).exists()
+
+
 def test_a_dry_run_fork_of_a_refunded_run_sees_the_order_as_it_was(make_order, submit):
     order, original = refunded_run(make_order, submit, cents=2500)
 
@@ -431,6 +447,8 @@ def test_a_live_fork_goes_through_the_ledger(make_order, submit):
         ({"mode": "fork", "from_step": 1, "tool_results": {"fly": {}}}, "unknown tool"),
         ({"mode": "fork", "from_step": 1, "tool_results": {"lookup_order:x": {}}}, "signature"),
         ({"mode": "fork", "from_step": 1, "tool_results": {"lookup_order": "x"}}, "JSON object"),
+        ({"mode": "eval", "live": True}, "dry run"),
+        ({"mode": "shadow", "live": True}, "dry run"),
     ],
 )
 def test_a_bad_replay_request_is_refused_and_writes_nothing(make_order, submit, kwargs, message):
