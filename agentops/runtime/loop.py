@@ -682,6 +682,7 @@ class Runner:
 
         def call() -> dict:
             nonlocal attempted
+            ledger.effect_attempted(effect)
             if attempted and tool.recover is not None:
                 # The last attempt may have committed; a provider that ignores keys would pay
                 # again, so ask its records first.
@@ -689,7 +690,6 @@ class Runner:
                 if found is not None:
                     return found
             attempted = True
-            ledger.effect_attempted(effect)
             crash_point(AFTER_LEDGER_WRITE)
             return tool.execute(resolved, self.ctx, key)
 

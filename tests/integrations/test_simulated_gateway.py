@@ -409,7 +409,10 @@ def test_the_ledger_alone_prevents_a_duplicate_at_a_legacy_provider_that_times_o
     assert ProviderRefund.objects.filter(payment_ref=PAYMENT).count() == 1
     effect = Effect.objects.get(tool="issue_refund")
     assert effect.status == Effect.Status.SUCCEEDED
-    assert effect.attempts == 1  # the timed-out attempt; the "retry" was a look-up
+    # Two attempts, one span each: the call that timed out, then a look-up that found it.
+    assert effect.attempts == 2
+    tool_spans = run.spans.filter(kind="tool", name="issue_refund").order_by("attempt")
+    assert [(s.attempt, s.status) for s in tool_spans] == [(1, "error"), (2, "ok")]
     assert effect.provider_ref == ProviderRefund.objects.get().refund_id
     assert ScriptedFault.objects.get().remaining == 2  # the fault really fired once
     report = reconciliation_report()
