@@ -120,7 +120,8 @@ def _claim(*, run_id: int, worker: str) -> Run | None:
     if run.started_at is None:
         Run.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=now)
         run.started_at = now
-    spans_mark_interrupted(run=run, worker=worker)  # what a dead holder left started
+    else:
+        spans_mark_interrupted(run=run, worker=worker)  # what a dead holder left started
     return run
 
 
