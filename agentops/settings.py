@@ -367,3 +367,24 @@ GATEWAY_SERVER_ERROR = _fraction("GATEWAY_SERVER_ERROR", 0.0)
 GATEWAY_LATENCY_MS = env.int("GATEWAY_LATENCY_MS", default=0)
 # Seed for the random faults, so a fault run can be reproduced.
 GATEWAY_FAULT_SEED = env.int("GATEWAY_FAULT_SEED", default=None)
+# A provider that ignores idempotency keys (a repeated call pays again): the chaos run's
+# proof that the effect ledger alone prevents duplicates.
+GATEWAY_LEGACY = env.bool("GATEWAY_LEGACY", default=False)
+
+# --- Tests of crashes --------------------------------------------------------
+
+# A worker kills itself with SIGKILL at this point of a run (agentops.runtime.crashpoints).
+# Never in production: refused with HTTPS or a real payment provider.
+CRASH_POINT = env.str("CRASH_POINT", default="")
+if CRASH_POINT:
+    from agentops.runtime.crashpoints import POINTS as _CRASH_POINTS
+
+    if CRASH_POINT not in _CRASH_POINTS:
+        raise ImproperlyConfigured(
+            f"CRASH_POINT must be one of {', '.join(_CRASH_POINTS)}, got {CRASH_POINT!r}"
+        )
+    if HTTPS or PAYMENTS_BACKEND != "simulated":
+        raise ImproperlyConfigured(
+            "CRASH_POINT is a test hook that kills workers; it is refused with HTTPS=true "
+            "or a real payment provider (production)"
+        )

@@ -28,6 +28,13 @@ from agentops.integrations.payments.codes import customer_meaning
 from agentops.models import Effect, Run
 from agentops.runtime import grounding, ledger
 from agentops.runtime.budget import budget_check, spend_record
+from agentops.runtime.crashpoints import (
+    AFTER_GATEWAY_COMMIT,
+    AFTER_LEDGER_WRITE,
+    AFTER_MODEL_CALL,
+    BEFORE_MODEL_CALL,
+    crash_point,
+)
 from agentops.runtime.errors import (
     BUDGET,
     POLICY,
@@ -38,6 +45,7 @@ from agentops.runtime.errors import (
     ToolError,
     classify,
 )
+from agentops.runtime.interrupted import spans_mark_interrupted
 from agentops.runtime.output import review_response
 from agentops.runtime.pricing import model_cost, usage_attributes
 from agentops.runtime.prompts import prompt_current, prompt_for, ticket_message
@@ -113,6 +121,8 @@ def _claim(*, run_id: int, worker: str) -> Run | None:
     if run.started_at is None:
         Run.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=now)
         run.started_at = now
+    else:
+        spans_mark_interrupted(run=run, worker=worker)  # what a dead holder left started
     return run
 
 
@@ -271,6 +281,7 @@ class Runner:
         prompt = prompt_for(run.prompt_version)
 
         def call() -> ModelResponse:
+            crash_point(BEFORE_MODEL_CALL)
             return client.create(
                 model=model,
                 system=prompt.system,
@@ -292,6 +303,7 @@ class Runner:
             if failed.classification.transient:
                 return self._end(Run.Status.ESCALATED, f"The model was unavailable: {failed}")
             return self._end(Run.Status.FAILED, f"The model request was rejected: {failed}")
+        crash_point(AFTER_MODEL_CALL)
 
         usage = response.usage or {}
         input_tokens = int(usage.get("input_tokens", 0))
@@ -745,8 +757,19 @@ class Runner:
                     tool_use, tool, resolved, effect, step, attrs, replayed=False
                 )
 
+        attempted = False
+
         def call() -> dict:
+            nonlocal attempted
             ledger.effect_attempted(effect)
+            if attempted and tool.recover is not None:
+                # The last attempt may have committed; a provider that ignores keys would pay
+                # again, so ask its records first.
+                found = tool.recover(resolved, self.ctx, key)
+                if found is not None:
+                    return found
+            attempted = True
+            crash_point(AFTER_LEDGER_WRITE)
             return tool.execute(resolved, self.ctx, key)
 
         try:
@@ -781,6 +804,7 @@ class Runner:
                     spans=[],
                     reply=None,
                 )
+        crash_point(AFTER_GATEWAY_COMMIT)
         span_finish(span, output=result)
         with transaction.atomic():
             ledger.effect_complete(
