@@ -96,9 +96,12 @@ def _send(run_id: int, send) -> None:
     """
     try:
         send()
-    except Exception:
+    except Exception as exc:
         logger.warning(
-            "broker unavailable: run %s is stored and left for the sweeper", run_id, exc_info=True
+            "broker unavailable (%s: %s): run %s is stored and left for the sweeper",
+            type(exc).__name__,
+            exc,
+            run_id,
         )
 
 

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from agentops.runtime.loop import run_advance
 from agentops.runtime.sweeper import runs_sweep_stale
 
 
 @shared_task(
+    bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
     soft_time_limit=settings.RUN_TASK_SOFT_TIME_LIMIT,
     time_limit=settings.RUN_TASK_TIME_LIMIT,
+    max_retries=None,
 )
-def advance_run(run_id: int) -> None:
+def advance_run(self, run_id: int) -> None:
     # A duplicate delivery finds the run claimed or finished and does nothing.
-    run_advance(run_id=run_id)
+    try:
+        run_advance(run_id=run_id)
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away mid-run. Nothing is lost: every completed step is
+        # committed, and the lease this worker may still hold ends on its own. Come
+        # back when it has (the broken connection is replaced: CONN_HEALTH_CHECKS).
+        raise self.retry(exc=exc, countdown=settings.RUN_LEASE_SECONDS + 1) from exc
 
 
 @shared_task(ignore_result=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
@@ -156,6 +156,10 @@ class Runner:
                 return "lease_lost"
             except Parked as parked:
                 return self._wait(parked)
+            except (OperationalError, InterfaceError):
+                # The database went away: not the run's failure. Its completed steps are
+                # committed; the task tries again once the lease can be taken over.
+                raise
             except Exception as exc:
                 from celery.exceptions import SoftTimeLimitExceeded
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from agentops.integrations.errors import ProviderRejected, ProviderUnavailable
 from agentops.integrations.llm.offline import OfflineModel
@@ -213,8 +215,6 @@ def tight(settings):
 
 def _wait_until_due(run_ids) -> None:
     """Sleep until every parked run's lease (its retry time) has passed."""
-    from django.utils import timezone
-
     leases = Run.objects.filter(pk__in=run_ids).values_list("lease_expires_at", flat=True)
     due = max((lease for lease in leases if lease is not None), default=timezone.now())
     remaining = (due - timezone.now()).total_seconds()
@@ -225,6 +225,9 @@ def _wait_until_due(run_ids) -> None:
 def test_an_open_model_breaker_parks_runs_without_calling_and_they_finish_when_it_returns(
     tight, flaky, later, make_order, submit
 ):
+    tight.BREAKER_COOL_DOWN_SECONDS = 30
+    clock = Clock()
+    breaker_for("model:offline").clock = clock  # the cool-down ends when the test says
     runs = [submit(f"Please refund {make_order().order_id}, it broke.") for _ in range(3)]
     flaky.down = True
 
@@ -234,7 +237,7 @@ def test_an_open_model_breaker_parks_runs_without_calling_and_they_finish_when_i
     assert statuses == ["waiting"] * 3
     assert flaky.calls == 2
     assert sorted(run_id for run_id, _ in later) == sorted(run.pk for run in runs)
-    assert all(0.5 <= countdown <= 0.6 for _, countdown in later)
+    assert all(countdown == 30.5 for _, countdown in later)
     for run in Run.objects.filter(pk__in=[r.pk for r in runs]):
         assert run.status == Run.Status.RUNNING
         assert run.lease_owner == ""
@@ -249,7 +252,11 @@ def test_an_open_model_breaker_parks_runs_without_calling_and_they_finish_when_i
     assert attempts[-1].attributes["retry_budget.retries"] == 1
 
     flaky.down = False
-    _wait_until_due([r.pk for r in runs])
+    clock.now += 30
+    # The countdown is over: the tasks come back and may take the runs again.
+    Run.objects.filter(pk__in=[r.pk for r in runs]).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
     for run_id, _ in later[:]:
         run_advance(run_id=run_id, worker="w2")
 
