@@ -79,15 +79,6 @@ def run_enqueue_on_commit(*, run_id: int) -> None:
     transaction.on_commit(lambda: _send(run_id, lambda: advance_run.delay(run_id)))
 
 
-def run_enqueue_later_on_commit(*, run_id: int, countdown: float) -> None:
-    """Enqueue the run's task to start in `countdown` seconds, after commit (a parked run)."""
-    from agentops.tasks import advance_run
-
-    transaction.on_commit(
-        lambda: _send(run_id, lambda: advance_run.apply_async((run_id,), countdown=countdown))
-    )
-
-
 def _send(run_id: int, send) -> None:
     """Hand the task to the broker; if the broker is away, the stored run is not lost.
 

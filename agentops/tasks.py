@@ -5,8 +5,10 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
-from agentops.runtime.loop import run_advance
+from agentops.models import Run
+from agentops.runtime.loop import WAITING, run_advance
 from agentops.runtime.sweeper import runs_sweep_stale
 
 
@@ -22,12 +24,19 @@ from agentops.runtime.sweeper import runs_sweep_stale
 def advance_run(self, run_id: int) -> None:
     # A duplicate delivery finds the run claimed or finished and does nothing.
     try:
-        run_advance(run_id=run_id)
+        status = run_advance(run_id=run_id)
     except (OperationalError, InterfaceError) as exc:
         # The database went away mid-run. Nothing is lost: every completed step is
         # committed, and the lease this worker may still hold ends on its own. Come
         # back when it has (the broken connection is replaced: CONN_HEALTH_CHECKS).
         raise self.retry(exc=exc, countdown=settings.RUN_LEASE_SECONDS + 1) from exc
+    if status == WAITING:
+        # Parked by an open circuit breaker or a spent retry budget: the run's lease
+        # ends at its retry time. Come back then, on the same queue (Celery's retry).
+        retry_at = Run.objects.filter(pk=run_id).values_list("lease_expires_at", flat=True)[0]
+        wait = (retry_at - timezone.now()).total_seconds() if retry_at else 0.0
+        # A little past it: the run can be taken once its lease is strictly over.
+        raise self.retry(countdown=max(wait, 0.0) + 0.05)
 
 
 @shared_task(ignore_result=True)

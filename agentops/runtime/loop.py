@@ -56,6 +56,8 @@ from traces.services import span_build, span_finish
 logger = logging.getLogger(__name__)
 
 MAX_TOKENS = 1024
+# What run_advance returns for a run parked until its downstream may answer again.
+WAITING = "waiting"
 DECIDE_PERMISSION = "approvals.decide_pendingaction"
 
 
@@ -857,12 +859,10 @@ class Runner:
         """Park the run until its downstream may answer: release the lease, come back later.
 
         The run stays running with nobody holding it and its lease ending at the retry
-        time; a task is enqueued for then (and the sweeper takes any run whose lease
-        ended, should that task be lost). Nothing is failed or escalated unless the run
-        has already waited RUN_MAX_PARKS times.
+        time; the task retries itself for then (agentops.tasks), and the sweeper takes
+        any run whose lease ended, should that retry be lost. Nothing is failed or
+        escalated unless the run has already waited RUN_MAX_PARKS times.
         """
-        from agentops import services
-
         verdict, downstream = parked.verdict, parked.downstream
         waited = Span.objects.filter(run=self.run, kind=Span.Kind.POLICY).filter(
             Q(name__startswith="circuit_open ") | Q(name__startswith="retry_budget ")
@@ -899,9 +899,8 @@ class Runner:
             if not released:
                 raise LeaseLost(self.run.pk)
             span.save()
-            services.run_enqueue_later_on_commit(run_id=self.run.pk, countdown=delay)
         logger.info("run %s waits for %s until %s", self.run.code, downstream, retry_at)
-        return "waiting"
+        return WAITING
 
     def _answer(
         self,

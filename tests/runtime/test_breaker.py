@@ -12,7 +12,7 @@ from agentops.integrations.errors import ProviderRejected, ProviderUnavailable
 from agentops.integrations.llm.offline import OfflineModel
 from agentops.models import Effect, Run
 from agentops.runtime.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, breaker_for
-from agentops.runtime.loop import run_advance
+from agentops.runtime.loop import WAITING, run_advance
 from agentops.simgateway.models import ProviderRefund, ScriptedFault
 
 
@@ -188,23 +188,6 @@ def flaky(monkeypatch):
 
 
 @pytest.fixture
-def later(monkeypatch):
-    """Parked runs' delayed enqueues (run id, countdown), instead of reaching a broker.
-
-    Recorded when asked (the test's transaction never commits).
-    """
-    from agentops import services
-
-    calls: list[tuple[int, float]] = []
-
-    def capture(*, run_id: int, countdown: float) -> None:
-        calls.append((run_id, countdown))
-
-    monkeypatch.setattr(services, "run_enqueue_later_on_commit", capture)
-    return calls
-
-
-@pytest.fixture
 def tight(settings):
     settings.BREAKER_FAILURE_THRESHOLD = 2
     settings.BREAKER_FAILURE_RATE = 0.5
@@ -223,7 +206,7 @@ def _wait_until_due(run_ids) -> None:
 
 
 def test_an_open_model_breaker_parks_runs_without_calling_and_they_finish_when_it_returns(
-    tight, flaky, later, make_order, submit
+    tight, flaky, make_order, submit
 ):
     tight.BREAKER_COOL_DOWN_SECONDS = 30
     clock = Clock()
@@ -234,13 +217,14 @@ def test_an_open_model_breaker_parks_runs_without_calling_and_they_finish_when_i
     statuses = [run_advance(run_id=run.pk, worker="w1") for run in runs]
 
     # Two failures opened the breaker; the other runs did not call at all.
-    assert statuses == ["waiting"] * 3
+    assert statuses == [WAITING] * 3
     assert flaky.calls == 2
-    assert sorted(run_id for run_id, _ in later) == sorted(run.pk for run in runs)
-    assert all(countdown == 30.5 for _, countdown in later)
     for run in Run.objects.filter(pk__in=[r.pk for r in runs]):
+        # Nobody holds it until the cool-down is over (and a half-second margin).
         assert run.status == Run.Status.RUNNING
         assert run.lease_owner == ""
+        wait_seconds = (run.lease_expires_at - run.updated_at).total_seconds()
+        assert wait_seconds == pytest.approx(30.5, abs=0.01)
         wait = run.spans.get(name="circuit_open model:offline")
         assert wait.kind == "policy"
         assert wait.output["breaker_state"] == OPEN
@@ -257,29 +241,29 @@ def test_an_open_model_breaker_parks_runs_without_calling_and_they_finish_when_i
     Run.objects.filter(pk__in=[r.pk for r in runs]).update(
         lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
-    for run_id, _ in later[:]:
-        run_advance(run_id=run_id, worker="w2")
+    for run in runs:
+        run_advance(run_id=run.pk, worker="w2")
 
     for run in Run.objects.filter(pk__in=[r.pk for r in runs]):
         assert run.status == Run.Status.RESOLVED, run.outcome_reason
     assert breaker_for("model:offline").state == CLOSED
-    probe = Run.objects.get(pk=later[0][0]).spans.filter(kind="model").order_by("started_at")[2]
+    probe = Run.objects.get(pk=runs[0].pk).spans.filter(kind="model").order_by("started_at")[2]
     assert probe.attributes["breaker.state"] == HALF_OPEN
     assert probe.attributes["breaker.probe"] is True
 
 
-def test_a_parked_run_cannot_be_taken_before_its_retry_time(tight, flaky, later, submit):
+def test_a_parked_run_cannot_be_taken_before_its_retry_time(tight, flaky, submit):
     run = submit("Where is my parcel?")
     flaky.down = True
     tight.BREAKER_COOL_DOWN_SECONDS = 60
 
-    assert run_advance(run_id=run.pk, worker="w1") == "waiting"
+    assert run_advance(run_id=run.pk, worker="w1") == WAITING
 
     assert run_advance(run_id=run.pk, worker="w2") == "not_claimed"
     assert flaky.calls == 2
 
 
-def test_a_terminal_answer_does_not_count_against_the_downstream(tight, scripted, later, submit):
+def test_a_terminal_answer_does_not_count_against_the_downstream(tight, scripted, submit):
     scripted(*[ProviderRejected("400 bad request", code="invalid_request")] * 3)
     runs = [submit("Hello?") for _ in range(3)]
 
@@ -287,10 +271,9 @@ def test_a_terminal_answer_does_not_count_against_the_downstream(tight, scripted
 
     assert statuses == [Run.Status.FAILED] * 3
     assert breaker_for("model:offline").state == CLOSED
-    assert later == []
 
 
-def test_a_spent_retry_budget_parks_the_run_instead_of_retrying(tight, scripted, later, submit):
+def test_a_spent_retry_budget_parks_the_run_instead_of_retrying(tight, scripted, submit):
     tight.BREAKER_FAILURE_THRESHOLD = 100  # only the budget speaks here
     tight.RETRY_BUDGET_MIN_RETRIES = 1
     model = scripted(
@@ -300,17 +283,18 @@ def test_a_spent_retry_budget_parks_the_run_instead_of_retrying(tight, scripted,
     )
     run = submit("Hello?")
 
-    assert run_advance(run_id=run.pk, worker="w1") == "waiting"
+    assert run_advance(run_id=run.pk, worker="w1") == WAITING
 
     assert len(model.calls) == 2  # the first attempt and the one retry the budget had
     wait = run.spans.get(name="retry_budget model:offline")
     assert wait.output["reason"] == "retry_budget"
     assert wait.attributes["retry_budget.retries"] == 1
     assert wait.attributes["retry_budget.allowed"] == 1
-    assert later and later[0][0] == run.pk
+    run.refresh_from_db()
+    assert (run.status, run.lease_owner) == (Run.Status.RUNNING, "")
 
 
-def test_a_run_that_waited_too_often_is_escalated(tight, flaky, later, submit):
+def test_a_run_that_waited_too_often_is_escalated(tight, flaky, submit):
     tight.RUN_MAX_PARKS = 2
     tight.BREAKER_COOL_DOWN_SECONDS = 0.01
     run = submit("Where is my parcel?")
@@ -321,13 +305,13 @@ def test_a_run_that_waited_too_often_is_escalated(tight, flaky, later, submit):
         _wait_until_due([run.pk])
         outcomes.append(run_advance(run_id=run.pk, worker="w1"))
 
-    assert outcomes == ["waiting", "waiting", Run.Status.ESCALATED]
+    assert outcomes == [WAITING, WAITING, Run.Status.ESCALATED]
     run.refresh_from_db()
     assert "model:offline stayed unavailable" in run.outcome_reason
 
 
 def test_a_refund_whose_outcome_was_unknown_is_recovered_not_repeated_after_the_wait(
-    tight, later, make_order, submit
+    tight, make_order, submit
 ):
     order = make_order(total_cents=2000)
     # The first attempt is a 500; the second commits the refund and loses the answer.
@@ -338,7 +322,7 @@ def test_a_refund_whose_outcome_was_unknown_is_recovered_not_repeated_after_the_
     )
     run = submit(f"Please refund {order.order_id}, it broke.")
 
-    assert run_advance(run_id=run.pk, worker="w1") == "waiting"
+    assert run_advance(run_id=run.pk, worker="w1") == WAITING
     effect = Effect.objects.get(tool="issue_refund")
     assert effect.status == Effect.Status.STARTED
     assert ProviderRefund.objects.filter(payment_ref=order.payment_ref).count() == 1
