@@ -110,16 +110,16 @@ def test_a_database_lost_between_the_ticket_and_its_run_leaves_nothing_half_writ
 def broker_unreachable(monkeypatch):
     """The real enqueue, towards a Redis broker where nothing listens."""
     monkeypatch.setattr(services, "run_enqueue_on_commit", REAL_ENQUEUE)
+    url = f"redis://127.0.0.1:{_closed_port()}/0"
     conf = celery_app.conf
     saved = {key: conf[key] for key in ("broker_url", "broker_transport_options")}
-    conf.update(broker_url=f"redis://127.0.0.1:{_closed_port()}/0", broker_transport_options={})
-    # Connections and producers are pooled per app; start from none, restore the old ones.
-    monkeypatch.setattr(celery_app, "_pool", None)
-    monkeypatch.setattr(celery_app.amqp, "_producer_pool", None)
+    conf.update(broker_url=url, broker_transport_options={})
+    monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery reads it before its own setting
+    # Connections and producers are pooled per app: drop them, before and after.
+    celery_app._pool = celery_app.amqp._producer_pool = None
     yield
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
     conf.update(saved)
+    celery_app._pool = celery_app.amqp._producer_pool = None
 
 
 def test_a_ticket_is_stored_when_the_broker_is_unreachable_and_the_sweeper_takes_it(

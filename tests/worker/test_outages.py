@@ -150,22 +150,21 @@ class PrivateRedis:
 
 
 @pytest.fixture
-def private_redis():
+def private_redis(monkeypatch):
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed: the broker outage needs a private one")
     server = PrivateRedis()
     server.start()
+    # This process sends its tasks to the private server too.
     conf = celery_app.conf
     saved = {key: conf[key] for key in ("broker_url", "broker_transport_options")}
-    saved_pools = celery_app._pool, celery_app.amqp._producer_pool
-    # This process sends its tasks to the private server too.
     conf.update(broker_url=server.url, broker_transport_options={"visibility_timeout": 3600})
+    monkeypatch.setenv("CELERY_BROKER_URL", server.url)  # Celery reads it before its setting
+    # Connections and producers are pooled per app: drop them, before and after.
     celery_app._pool = celery_app.amqp._producer_pool = None
     yield server
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
     conf.update(saved)
-    celery_app._pool, celery_app.amqp._producer_pool = saved_pools
+    celery_app._pool = celery_app.amqp._producer_pool = None
     server.stop()
 
 
@@ -262,6 +261,12 @@ def test_a_worker_survives_the_database_going_away_and_its_runs_finish(start_wor
         )
         proxy.restore()
         finished = wait_for_runs(timeout=120)
+        worker_survived = worker.process.poll() is None
+        worker.stop()  # before its proxy goes, so no session of it outlives the test
+
+    assert worker_survived
+    # The interrupted tasks were retried once their lease could be taken over.
+    assert "retry: Retry in" in worker.log.read_text()
 
     assert sorted(r.pk for r in finished) == sorted(r.pk for r in runs)
     assert [r.status for r in finished] == [Run.Status.RESOLVED] * 4, [
@@ -269,4 +274,3 @@ def test_a_worker_survives_the_database_going_away_and_its_runs_finish(start_wor
     ]
     for order in orders:
         assert ProviderRefund.objects.filter(payment_ref=order.payment_ref).count() == 1
-    assert worker.process.poll() is None
