@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from kombu.exceptions import KombuError
 
 from agentops.models import ApiToken, Run, Ticket
 
@@ -87,7 +88,7 @@ def _send(run_id: int, send) -> None:
     """
     try:
         send()
-    except Exception as exc:
+    except (KombuError, OSError) as exc:
         logger.warning(
             "broker unavailable (%s: %s): run %s is stored and left for the sweeper",
             type(exc).__name__,

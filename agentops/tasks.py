@@ -29,10 +29,13 @@ def advance_run(self, run_id: int) -> None:
         # The database went away mid-run. Nothing is lost: every completed step is
         # committed, and the lease this worker may still hold ends on its own. Come
         # back when it has (the broken connection is replaced: CONN_HEALTH_CHECKS).
+        if self.request.is_eager:
+            raise
         raise self.retry(exc=exc, countdown=settings.RUN_LEASE_SECONDS + 1) from exc
-    if status == WAITING:
+    if status == WAITING and not self.request.is_eager:
         # Parked by an open circuit breaker or a spent retry budget: the run's lease
         # ends at its retry time. Come back then, on the same queue (Celery's retry).
+        # Eager mode (debugging) cannot wait: the sweeper takes the run after its lease.
         retry_at = Run.objects.filter(pk=run_id).values_list("lease_expires_at", flat=True)[0]
         wait = (retry_at - timezone.now()).total_seconds() if retry_at else 0.0
         # A little past it: the run can be taken once its lease is strictly over.

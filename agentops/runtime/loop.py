@@ -157,7 +157,10 @@ class Runner:
                 logger.warning("run %s: lease lost, stopping", self.run.code)
                 return "lease_lost"
             except Parked as parked:
-                return self._wait(parked)
+                try:
+                    return self._wait(parked)
+                except LeaseLost:
+                    return "lease_lost"
             except (OperationalError, InterfaceError):
                 # The database went away: not the run's failure. Its completed steps are
                 # committed; the task tries again once the lease can be taken over.
