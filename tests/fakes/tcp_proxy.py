@@ -94,4 +94,9 @@ def _close(sock: socket.socket, *, reset: bool = False) -> None:
         if reset:
             # SO_LINGER 0: the peer sees a reset, as when a server dies, not a polite close.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        # Wakes the thread blocked in recv() on it: close() alone would leave the
+        # connection open until that recv() returned.
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
         sock.close()

@@ -228,6 +228,17 @@ def _order(n: int) -> Order:
     )
 
 
+def _no_other_sessions() -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0] == 0
+
+
 @pytest.mark.skipif(
     not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
     reason="needs PostgreSQL (DATABASE_URL): a TCP proxy cuts a server's connections; "
@@ -262,7 +273,10 @@ def test_a_worker_survives_the_database_going_away_and_its_runs_finish(start_wor
         proxy.restore()
         finished = wait_for_runs(timeout=120)
         worker_survived = worker.process.poll() is None
-        worker.stop()  # before its proxy goes, so no session of it outlives the test
+        worker.stop()  # before its proxy goes
+    # The server ends the worker's sessions a moment later; the test database can only
+    # be dropped after that.
+    _wait_until(_no_other_sessions, timeout=15, what="the worker's database sessions ended")
 
     assert worker_survived
     # The interrupted tasks were retried once their lease could be taken over.
