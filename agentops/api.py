@@ -3,16 +3,24 @@
 Every answer is JSON. A request is checked in this order, and the first failure
 answers: method (405), token (401), size (413), content type (415), JSON (400),
 fields (400). Nothing is stored unless every check passed.
+
+When the database cannot be reached the answer is 503 with Retry-After: the ticket
+and its run are written in one transaction, so nothing of it is stored and the
+client sends it again (external_id makes that safe). When the broker cannot be
+reached the ticket is stored anyway and answered 201: the run waits in "queued"
+and the sweeper enqueues it (see agentops.services.run_enqueue_on_commit).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -25,6 +33,10 @@ from agentops.models import Run, Ticket
 # character \u-escaped (20,000 × 12 bytes for escaped emoji is 240 KB), small
 # enough that a runaway client cannot make us buffer megabytes.
 MAX_REQUEST_BYTES = 256 * 1024
+# How long a client is asked to wait when the database is unreachable.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+
+logger = logging.getLogger(__name__)
 
 
 def _error(status: int, message: str, **headers: str) -> JsonResponse:
@@ -47,6 +59,25 @@ def _bearer_token(request: HttpRequest) -> str | None:
     if scheme.lower() != "bearer":
         return None
     return raw.strip() or None
+
+
+def database_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Answer 503 with Retry-After, not 500, while the database cannot be reached."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except (OperationalError, InterfaceError):
+            logger.warning("API %s: database unavailable", request.path, exc_info=True)
+            return _error(
+                503,
+                "The database cannot be reached; nothing was stored. "
+                "Try again after Retry-After seconds.",
+                Retry_After=str(UNAVAILABLE_RETRY_AFTER_SECONDS),
+            )
+
+    return wrapper
 
 
 def token_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -96,6 +127,7 @@ def _read_json_object(request: HttpRequest) -> dict[str, Any] | JsonResponse:
 @login_not_required
 @csrf_exempt
 @require_POST
+@database_required
 @token_required
 def tickets_create(request: HttpRequest) -> JsonResponse:
     """Submit a ticket; 201 with new ids, or 200 with the first ids for a known external_id."""
@@ -119,6 +151,7 @@ def tickets_create(request: HttpRequest) -> JsonResponse:
 @login_not_required
 @csrf_exempt
 @require_GET
+@database_required
 @token_required
 def run_detail(request: HttpRequest, run_id: str) -> JsonResponse:
     """A run's status, cost and the outline of its steps, effects and pending actions."""

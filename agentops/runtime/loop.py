@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
@@ -27,6 +27,7 @@ from agentops.integrations.llm import ModelResponse, get_model_client
 from agentops.integrations.payments.codes import customer_meaning
 from agentops.models import Effect, Run
 from agentops.runtime import grounding, ledger
+from agentops.runtime.breaker import OPEN, Verdict, breaker_for, model_downstream
 from agentops.runtime.budget import budget_check, spend_record
 from agentops.runtime.crashpoints import (
     AFTER_GATEWAY_COMMIT,
@@ -64,6 +65,8 @@ from traces.services import span_build, span_finish
 logger = logging.getLogger(__name__)
 
 MAX_TOKENS = 1024
+# What run_advance returns for a run parked until its downstream may answer again.
+WAITING = "waiting"
 DECIDE_PERMISSION = "approvals.decide_pendingaction"
 
 
@@ -79,6 +82,17 @@ class CallFailed(Exception):
 
     def __str__(self) -> str:
         return f"{self.classification.error_class}: {self.exc} (after {self.attempts} attempts)"
+
+
+@dataclass
+class Parked(Exception):
+    """A downstream's breaker is open or its retry budget is spent: wait, do not call."""
+
+    downstream: str
+    verdict: Verdict
+
+    def __str__(self) -> str:
+        return f"{self.verdict.reason} {self.downstream}"
 
 
 def worker_name() -> str:
@@ -164,6 +178,15 @@ class Runner:
                     spans=diverged.spans,
                     divergence=diverged.divergence,
                 )
+            except Parked as parked:
+                try:
+                    return self._wait(parked)
+                except LeaseLost:
+                    return "lease_lost"
+            except (OperationalError, InterfaceError):
+                # The database went away: not the run's failure. Its completed steps are
+                # committed; the task tries again once the lease can be taken over.
+                raise
             except Exception as exc:
                 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -298,6 +321,9 @@ class Runner:
                 model=model,
                 span_input={"messages": conversation[-2:] if step > 1 else conversation},
                 call=call,
+                # A recorded response is no call to the provider: it neither waits for the
+                # provider's breaker nor teaches it anything (a replayed 500 is history).
+                downstream="" if recorded else model_downstream(model),
             )
         except CallFailed as failed:
             if failed.classification.transient:
@@ -742,8 +768,11 @@ class Runner:
             return self._answer_from_ledger(
                 tool_use, tool, resolved, effect, step, attrs, replayed=True
             )
+        downstream = tool.downstream(self.ctx) if tool.downstream else ""
         if not created and tool.recover is not None:
-            # Started or unknown: the provider may have done it. Ask before any new attempt.
+            # Started or unknown: the provider may have done it. Ask before any new attempt,
+            # once the provider answers again (a parked run resumes here).
+            self._raise_if_open(downstream)
             found = tool.recover(resolved, self.ctx, key)
             if found is not None:
                 ledger.effect_complete(
@@ -780,6 +809,7 @@ class Runner:
                 span_input=resolved.args,
                 call=call,
                 attributes=attrs,
+                downstream=downstream,
             )
         except CallFailed as failed:
             c = failed.classification
@@ -854,15 +884,34 @@ class Runner:
     # --- attempts and persistence ------------------------------------------------------
 
     def _attempts(
-        self, *, kind, name, step, call, span_input=None, model="", attributes=None, open_first=True
+        self,
+        *,
+        kind,
+        name,
+        step,
+        call,
+        span_input=None,
+        model="",
+        attributes=None,
+        open_first=True,
+        downstream="",
     ):
         """Call with bounded retries of transient errors; each attempt is a span.
 
         Returns (result, span) with the successful attempt's span still open, to be
-        finished and saved with the state change. Raises CallFailed otherwise.
+        finished and saved with the state change. Raises CallFailed otherwise, or
+        Parked when the downstream's breaker is open or its retry budget is spent:
+        then nothing is called and the run waits (see _wait).
         """
+        breaker = breaker_for(downstream) if downstream else None
         limit = max_attempts()
         for attempt in range(1, limit + 1):
+            guard = {}
+            if breaker is not None:
+                verdict = breaker.admit(retry=attempt > 1)
+                if not verdict.allowed:
+                    raise Parked(downstream, verdict)
+                guard = verdict.attributes(downstream)
             span = self._span(
                 kind=kind,
                 name=name,
@@ -870,17 +919,19 @@ class Runner:
                 attempt=attempt,
                 model=model,
                 input=span_input,
-                attributes=attributes,
+                attributes={**(attributes or {}), **guard} if guard else attributes,
             )
             if open_first:
                 # Written before the outside call: a crash leaves it visibly unfinished.
                 span.save()
             try:
-                return call(), span
+                result = call()
             except Exception as exc:
                 c = classify(exc)
                 if c.code in {"SoftTimeLimitExceeded"}:
                     raise
+                # The downstream answered (a 4xx is an answer) unless the error is transient.
+                state = breaker.record(ok=not c.transient) if breaker is not None else ""
                 span_finish(
                     span,
                     error_class=c.error_class,
@@ -889,13 +940,74 @@ class Runner:
                         "code": c.code,
                         "retry_after": c.retry_after,
                         "outcome_unknown": c.outcome_unknown,
+                        **({"breaker.state_after": state} if state else {}),
                     },
                 )
                 span.save()
+                if state == OPEN and c.retryable:
+                    # This failure opened the breaker: wait for the downstream, do not give up.
+                    raise Parked(downstream, breaker.admit(retry=True)) from exc
                 if not (c.retryable and attempt < limit):
                     raise CallFailed(exc, c, attempt) from exc
                 time.sleep(backoff_delay(attempt, retry_after=c.retry_after))
+            else:
+                if breaker is not None:
+                    breaker.record(ok=True)
+                return result, span
         raise AssertionError("unreachable")
+
+    def _raise_if_open(self, downstream: str) -> None:
+        if downstream:
+            verdict = breaker_for(downstream).peek()
+            if not verdict.allowed:
+                raise Parked(downstream, verdict)
+
+    def _wait(self, parked: Parked) -> str:
+        """Park the run until its downstream may answer: release the lease, come back later.
+
+        The run stays running with nobody holding it and its lease ending at the retry
+        time; the task retries itself for then (agentops.tasks), and the sweeper takes
+        any run whose lease ended, should that retry be lost. Nothing is failed or
+        escalated unless the run has already waited RUN_MAX_PARKS times.
+        """
+        verdict, downstream = parked.verdict, parked.downstream
+        waited = Span.objects.filter(run=self.run, kind=Span.Kind.POLICY).filter(
+            Q(name__startswith="circuit_open ") | Q(name__startswith="retry_budget ")
+        )
+        waits = waited.count() + 1
+        now = timezone.now()
+        delay = max(verdict.wait_seconds, 0.0) + 0.5  # a margin past the cool-down's end
+        retry_at = now + timedelta(seconds=delay)
+        span = self._span(
+            kind=Span.Kind.POLICY,
+            name=str(parked)[:100],
+            step=self.run.model_calls,
+            attributes={**verdict.attributes(downstream), "retry_at": retry_at.isoformat()},
+        )
+        output = {
+            "reason": verdict.reason,
+            "downstream": downstream,
+            "breaker_state": verdict.state,
+            "retry_at": retry_at.isoformat(),
+            "waits": waits,
+        }
+        if waits > settings.RUN_MAX_PARKS:
+            span_finish(span, output=output, error_class=TRANSIENT, error_message=str(parked))
+            return self._end(
+                Run.Status.ESCALATED,
+                f"{downstream} stayed unavailable: the run waited {waits - 1} times.",
+                spans=[span],
+            )
+        span_finish(span, output=output)
+        with transaction.atomic():
+            released = Run.objects.filter(
+                pk=self.run.pk, lease_owner=self.worker, status=Run.Status.RUNNING
+            ).update(lease_owner="", lease_expires_at=retry_at, updated_at=now)
+            if not released:
+                raise LeaseLost(self.run.pk)
+            span.save()
+        logger.info("run %s waits for %s until %s", self.run.code, downstream, retry_at)
+        return WAITING
 
     def _answer(
         self,

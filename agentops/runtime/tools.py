@@ -110,6 +110,8 @@ class Tool:
     recover: Callable[[Resolved, ToolContext, str], dict | None] | None = None
     is_reply: bool = False
     ends_run: bool = False
+    # The outside service the executor calls, for its circuit breaker ("payments:stripe").
+    downstream: Callable[[ToolContext], str] | None = None
 
     def definition(self, description: str | None = None) -> dict:
         """The tool as the Messages API expects it (with another description, if given)."""
@@ -330,6 +332,7 @@ TOOLS: dict[str, Tool] = {
             side_effect=True,
             idempotency_key=_refund_key,
             recover=_refund_recover,
+            downstream=lambda ctx: f"payments:{ctx.gateway.name}",
         ),
         Tool(
             name="send_reply",
