@@ -306,7 +306,7 @@ class Runner:
             if reviewed.refusal:
                 return self._end(
                     Run.Status.ESCALATED,
-                    f"The model refused to continue: {response.text or '(no text)'}"[:1000],
+                    f"The model refused to continue: {reviewed.text or '(no text)'}"[:1000],
                 )
         return None
 

@@ -42,13 +42,17 @@ class Reviewed:
     problem: str = ""
     refusal: bool = False
 
+    @property
+    def text(self) -> str:
+        return "\n".join(b["text"] for b in self.content if b["type"] == "text")
+
 
 def review_response(response: ModelResponse) -> Reviewed:
     blocks: list[dict] = []
     for n, block in enumerate(response.content or []):
         if not isinstance(block, dict):
             continue
-        if block.get("type") == "text" and block.get("text"):
+        if block.get("type") == "text" and isinstance(block.get("text"), str) and block["text"]:
             blocks.append({"type": "text", "text": block["text"]})
         elif block.get("type") == "tool_use":
             blocks.append(
