@@ -38,7 +38,7 @@ from agentops.runtime.errors import (
     ToolError,
     classify,
 )
-from agentops.runtime.output import review_response
+from agentops.runtime.output import review_response, tool_use_ids
 from agentops.runtime.pricing import model_cost, usage_attributes
 from agentops.runtime.prompts import SYSTEM_PROMPT, ticket_message
 from agentops.runtime.retry import backoff_delay, max_attempts
@@ -274,7 +274,7 @@ class Runner:
         input_tokens = int(usage.get("input_tokens", 0))
         output_tokens = int(usage.get("output_tokens", 0))
         cost = model_cost(model, usage)
-        reviewed = review_response(response)
+        reviewed = review_response(response, taken_ids=tool_use_ids(run.messages))
         assistant = {"role": "assistant", "content": reviewed.content}
         span_finish(
             span,
