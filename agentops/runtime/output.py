@@ -4,7 +4,9 @@ Malformed output is not crashed on; it becomes something the model can correct:
 a tool call cut off by max_tokens is answered with an is_error tool_result, an
 empty or truncated text-only answer is followed by a user message asking again,
 a tool_use without a usable id (missing, not a string, malformed, or used before)
-gets a fresh one, so each call is answered exactly once. A refusal ends
+gets a fresh one, so each call is answered exactly once; NUL characters and lone
+surrogates (valid JSON escapes that no database text column or UTF-8 email can hold)
+become U+FFFD, so what the model said can always be stored. A refusal ends
 the model's part: the run is escalated to a person. Each correction is counted
 (a validation-class span), and RUN_MAX_CORRECTIONS bounds them per run.
 """
@@ -50,6 +52,8 @@ class Reviewed:
         return "\n".join(b["text"] for b in self.content if b["type"] == "text")
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
 MAX_TOOL_NAME = 64  # the Messages API's limit for a tool's name
 
 # The Messages API's own pattern for tool_use ids; short enough for PendingAction.tool_use_id.
@@ -76,6 +80,7 @@ def review_response(response: ModelResponse, *, taken_ids: Iterable[str] = ()) -
     for n, block in enumerate(response.content or []):
         if not isinstance(block, dict):
             continue
+        block = _storable(block)
         if block.get("type") == "text" and isinstance(block.get("text"), str) and block["text"]:
             blocks.append({"type": "text", "text": block["text"]})
         elif block.get("type") == "tool_use":
@@ -130,6 +135,17 @@ def review_response(response: ModelResponse, *, taken_ids: Iterable[str] = ()) -
             content=blocks, follow_up=_user(TRUNCATED_TEXT), problem="max_tokens cut off the text"
         )
     return Reviewed(content=blocks)
+
+
+def _storable(value):
+    """The value with every string (and key) cleared of what cannot be stored."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    return value
 
 
 def _fresh_id(n: int, taken: set[str]) -> str:
