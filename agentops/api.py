@@ -15,7 +15,6 @@ from typing import Any
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from agentops import selectors, services
 from agentops.forms import TicketSubmitForm
@@ -40,6 +39,28 @@ def _unauthorized(message: str, *, invalid: bool) -> JsonResponse:
     if invalid:
         challenge += ', error="invalid_token"'
     return _error(401, message, WWW_Authenticate=challenge)
+
+
+def allow_methods(
+    *methods: str,
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Answer 405 in JSON, with Allow, for any other method (Django's own answers in HTML)."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                allowed = ", ".join(methods)
+                return _error(
+                    405,
+                    f"Method {request.method} is not allowed here; use {allowed}.",
+                    Allow=allowed,
+                )
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
 
 
 def _bearer_token(request: HttpRequest) -> str | None:
@@ -95,7 +116,7 @@ def _read_json_object(request: HttpRequest) -> dict[str, Any] | JsonResponse:
 
 @login_not_required
 @csrf_exempt
-@require_POST
+@allow_methods("POST")
 @token_required
 def tickets_create(request: HttpRequest) -> JsonResponse:
     """Submit a ticket; 201 with new ids, or 200 with the first ids for a known external_id."""
@@ -118,7 +139,7 @@ def tickets_create(request: HttpRequest) -> JsonResponse:
 
 @login_not_required
 @csrf_exempt
-@require_GET
+@allow_methods("GET")
 @token_required
 def run_detail(request: HttpRequest, run_id: str) -> JsonResponse:
     """A run's status, cost and the outline of its steps, effects and pending actions."""
