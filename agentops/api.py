@@ -109,6 +109,11 @@ def _read_json_object(request: HttpRequest) -> dict[str, Any] | JsonResponse:
         return _error(400, "The body is not valid UTF-8.")
     except json.JSONDecodeError as exc:
         return _error(400, f"The body is not valid JSON: {exc.msg} at line {exc.lineno}.")
+    except RecursionError:
+        return _error(400, "The body is not a ticket: its JSON is nested too deeply.")
+    except ValueError:
+        # Python refuses integers of more than 4300 digits (int_max_str_digits).
+        return _error(400, "The body is not a ticket: it holds a number with too many digits.")
     if not isinstance(payload, dict):
         return _error(400, "The body must be a JSON object.")
     return payload
