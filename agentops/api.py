@@ -144,6 +144,13 @@ def tickets_create(request: HttpRequest) -> JsonResponse:
 
 @login_not_required
 @csrf_exempt
+def not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """Any other path under /api/: a JSON 404, not the login page or an HTML one."""
+    return _error(404, "No such API endpoint. There are POST /api/tickets and GET /api/runs/<id>.")
+
+
+@login_not_required
+@csrf_exempt
 @allow_methods("GET")
 @token_required
 def run_detail(request: HttpRequest, run_id: str) -> JsonResponse:
