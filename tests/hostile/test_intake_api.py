@@ -76,11 +76,17 @@ payloads = st.one_of(
 @example(payload=valid_ticket(customer_email="ad\x00a@example.com"))
 @example(payload=valid_ticket(body="\u202eevil\u202c \U000e0072\U000e0065"))
 @example(payload=valid_ticket(body=1e308, subject=True))
+@example(payload=dict.fromkeys(FIELDS, "x" * 100_000))
 def test_any_json_body_is_stored_whole_or_refused_naming_its_fields(api, enqueued_runs, payload):
     with example_transaction():
         before = len(enqueued_runs)
-        response = api.post_json(URL, json.dumps(payload))
+        body = json.dumps(payload)
+        response = api.post_json(URL, body)
 
+        if len(body.encode()) > MAX_REQUEST_BYTES:
+            assert_json_error(response, 413)
+            assert_nothing_stored(before, enqueued_runs)
+            return
         if response.status_code == 201:
             ticket = Ticket.objects.get()
             assert {f: getattr(ticket, f) for f in FIELDS} == {

@@ -165,6 +165,23 @@ def assert_only_valid_allowed_calls_executed(world: World, sent: list) -> None:
         )
     ]
 )
+@example(sent=[([{"type": "text", "text": "I've refunded your order in full."}], "end_turn")])
+@example(
+    sent=[
+        (
+            [
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_many_{n}",
+                    "name": "issue_refund",
+                    "input": {"order_id": "@own", "amount_cents": 100 + n, "reason": "part"},
+                }
+                for n in range(30)
+            ],
+            "tool_use",
+        )
+    ]
+)
 @example(sent=[([{"type": "text", "text": 42}], "refusal")])
 @example(sent=[([{"type": "text", "text": "I will not\x00 \ud800"}], "refusal")])
 @example(sent=[([{"type": "text", "text": ["a"]}, {"type": "text", "text": "b"}], "end_turn")])
