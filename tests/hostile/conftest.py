@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from agentops.integrations.llm import ModelResponse
+from tests.api.conftest import api, api_token  # noqa: F401  (fixtures)
 from tests.runtime.conftest import _fast_retries, make_order, scripted, submit  # noqa: F401
 
 _COMMON = {

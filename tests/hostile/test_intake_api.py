@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from agentops.api import MAX_REQUEST_BYTES
 from agentops.forms import TicketSubmitForm
 from agentops.models import ApiToken, Run, Ticket
-from tests.api.conftest import api, api_token  # noqa: F401  (fixtures)
 from tests.hostile import strategies as hs
 from tests.hostile.conftest import example_transaction
 
