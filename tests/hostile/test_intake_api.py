@@ -8,8 +8,10 @@ refuses.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -263,4 +265,18 @@ def test_an_unknown_api_path_is_a_json_404_not_a_login_page(api, enqueued_runs, 
     response = getattr(api.client, method)(path, headers={"Authorization": f"Bearer {api.token}"})
 
     assert "No such API endpoint" in assert_json_error(response, 404)["error"]
+    assert_nothing_stored(0, enqueued_runs)
+
+
+# --- the other intake: the submit_ticket command -------------------------------------
+
+
+@pytest.mark.parametrize("field", ["email", "subject", "body"])
+def test_the_command_refuses_arguments_that_were_not_utf8(enqueued_runs, field):
+    # A shell passes bytes; Python turns those that are not UTF-8 into lone surrogates.
+    options = {"email": "ada@example.com", "subject": "Hi", "body": "Refund ORD-1"}
+    options[field] = os.fsdecode(b"caf\xe9")
+
+    with pytest.raises(CommandError, match=f"--{field} is not valid UTF-8"):
+        call_command("submit_ticket", **options)
     assert_nothing_stored(0, enqueued_runs)
