@@ -23,7 +23,6 @@ from django.contrib.auth.decorators import login_not_required
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from agentops import selectors, services
 from agentops.forms import TicketSubmitForm
@@ -52,6 +51,28 @@ def _unauthorized(message: str, *, invalid: bool) -> JsonResponse:
     if invalid:
         challenge += ', error="invalid_token"'
     return _error(401, message, WWW_Authenticate=challenge)
+
+
+def allow_methods(
+    *methods: str,
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Answer 405 in JSON, with Allow, for any other method (Django's own answers in HTML)."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                allowed = ", ".join(methods)
+                return _error(
+                    405,
+                    f"Method {request.method} is not allowed here; use {allowed}.",
+                    Allow=allowed,
+                )
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
 
 
 def _bearer_token(request: HttpRequest) -> str | None:
@@ -119,6 +140,11 @@ def _read_json_object(request: HttpRequest) -> dict[str, Any] | JsonResponse:
         return _error(400, "The body is not valid UTF-8.")
     except json.JSONDecodeError as exc:
         return _error(400, f"The body is not valid JSON: {exc.msg} at line {exc.lineno}.")
+    except RecursionError:
+        return _error(400, "The body is not a ticket: its JSON is nested too deeply.")
+    except ValueError:
+        # Python refuses integers of more than 4300 digits (int_max_str_digits).
+        return _error(400, "The body is not a ticket: it holds a number with too many digits.")
     if not isinstance(payload, dict):
         return _error(400, "The body must be a JSON object.")
     return payload
@@ -126,7 +152,7 @@ def _read_json_object(request: HttpRequest) -> dict[str, Any] | JsonResponse:
 
 @login_not_required
 @csrf_exempt
-@require_POST
+@allow_methods("POST")
 @database_required
 @token_required
 def tickets_create(request: HttpRequest) -> JsonResponse:
@@ -150,7 +176,14 @@ def tickets_create(request: HttpRequest) -> JsonResponse:
 
 @login_not_required
 @csrf_exempt
-@require_GET
+def not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """Any other path under /api/: a JSON 404, not the login page or an HTML one."""
+    return _error(404, "No such API endpoint. There are POST /api/tickets and GET /api/runs/<id>.")
+
+
+@login_not_required
+@csrf_exempt
+@allow_methods("GET")
 @database_required
 @token_required
 def run_detail(request: HttpRequest, run_id: str) -> JsonResponse:

@@ -16,10 +16,14 @@ _NEGATION = re.compile(
     r"(?i)\b(not|unable|can't|cannot|couldn't|could not|won't|no longer|wasn't|isn't|haven't|"
     r"hasn't|didn't|may not|might not|if)\b"
 )
+# Within one sentence: any character but an end of sentence, though a point between
+# digits is a decimal point ("Your refund of $50.00 has been processed").
+_SAME_SENTENCE = r"(?:[^.!?\n]|(?<=\d)\.(?=\d))*"
 _CLAIM = re.compile(
-    r"(?i)(\brefund(ed)?\b[^.!?\n]*\b(issued|processed|completed|approved|sent|on its way|"
-    r"been made|gone through)\b|\b(issued|processed|completed|made|sent|approved)\b[^.!?\n]*"
-    r"\brefund\b|\bhave refunded\b|\bhas been refunded\b|\bwe refunded\b|\bI refunded\b|"
+    r"(?i)(\brefund(ed)?\b" + _SAME_SENTENCE + r"\b(issued|processed|completed|approved|sent|"
+    r"on its way|been made|gone through)\b|\b(issued|processed|completed|made|sent|approved)\b"
+    + _SAME_SENTENCE
+    + r"\brefund\b|\bhave refunded\b|\bhas been refunded\b|\bwe refunded\b|\bI refunded\b|"
     r"\bI've refunded\b|\bwe've refunded\b)"
 )
 _AMOUNT = re.compile(

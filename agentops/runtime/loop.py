@@ -47,7 +47,7 @@ from agentops.runtime.errors import (
     classify,
 )
 from agentops.runtime.interrupted import spans_mark_interrupted
-from agentops.runtime.output import review_response
+from agentops.runtime.output import review_response, tool_use_ids
 from agentops.runtime.pricing import model_cost, usage_attributes
 from agentops.runtime.prompts import prompt_current, prompt_for, ticket_message
 from agentops.runtime.replaying import Diverged, ReplayPlan, divergence_text
@@ -335,7 +335,7 @@ class Runner:
         input_tokens = int(usage.get("input_tokens", 0))
         output_tokens = int(usage.get("output_tokens", 0))
         cost = model_cost(model, usage)
-        reviewed = review_response(response)
+        reviewed = review_response(response, taken_ids=tool_use_ids(run.messages))
         assistant = {"role": "assistant", "content": reviewed.content}
         span_finish(
             span,
@@ -369,7 +369,7 @@ class Runner:
             if reviewed.refusal:
                 return self._end(
                     Run.Status.ESCALATED,
-                    f"The model refused to continue: {response.text or '(no text)'}"[:1000],
+                    f"The model refused to continue: {reviewed.text or '(no text)'}"[:1000],
                 )
         return None
 

@@ -164,6 +164,8 @@ def _same_customer(order: OrderInfo, ctx: ToolContext) -> None:
 
 def _lookup_resolve(args: LookupOrderArgs, ctx: ToolContext) -> Resolved:
     order, notes = _resolve_order(args.order_id, ctx)
+    # An order holds its customer's name, email and address of delivery: not for others.
+    _same_customer(order, ctx)
     return Resolved(args={"order_id": order.order_id}, notes=notes, order=order)
 
 
@@ -180,7 +182,15 @@ def _lookup_execute(resolved: Resolved, ctx: ToolContext, key: str | None) -> di
 
 
 def _find_resolve(args: FindOrdersArgs, ctx: ToolContext) -> Resolved:
-    return Resolved(args={"customer_email": args.customer_email.lower()})
+    email = args.customer_email.lower()
+    if email != ctx.ticket.customer_email.lower():
+        raise ToolError(
+            "Only the orders of the customer who wrote this ticket can be listed "
+            f"({ctx.ticket.customer_email}).",
+            code="orders_of_another_customer",
+            error_class=TERMINAL,
+        )
+    return Resolved(args={"customer_email": email})
 
 
 def _find_execute(resolved: Resolved, ctx: ToolContext, key: str | None) -> dict:
