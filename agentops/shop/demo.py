@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from django.utils import timezone
 
@@ -60,11 +60,18 @@ VIEW_PERMISSIONS = (
 # The most each demo approver may approve per currency (minor units).
 APPROVAL_LIMITS = {"lead": 50_000, "finance": 5_000_000}
 
-# username, role, superuser, permissions
+# username, role, superuser, permissions, groups
 USERS = (
-    ("lead", "support lead: approves or rejects refunds", False, (DECIDE_PERMISSION,)),
-    ("finance", "finance: approves refunds, reconciles", False, (DECIDE_PERMISSION,)),
-    ("admin", "admin: Django admin, risk policy", True, ()),
+    ("lead", "support lead: approves or rejects refunds", False, (DECIDE_PERMISSION,), ()),
+    ("finance", "finance: approves refunds, reconciles", False, (DECIDE_PERMISSION,), ()),
+    (
+        "engineer",
+        "engineer: replays runs (dry run), keeps the regression set",
+        False,
+        (),
+        ("Engineers",),
+    ),
+    ("admin", "admin: Django admin, risk policy", True, (), ()),
 )
 
 CUSTOMERS = (
@@ -442,7 +449,7 @@ def demo_users_seed(*, password: str = DEMO_PASSWORD) -> SeedReport:
     """The staff logins of the demo. Their password is (re)set so the printed table is true."""
     User = get_user_model()
     created = 0
-    for username, _role, superuser, perms in USERS:
+    for username, _role, superuser, perms, groups in USERS:
         user, was_created = User.objects.get_or_create(
             username=username, defaults={"email": f"{username}@example.com"}
         )
@@ -453,6 +460,8 @@ def demo_users_seed(*, password: str = DEMO_PASSWORD) -> SeedReport:
         user.set_password(password)
         user.save()
         user.user_permissions.add(*(_permission(p) for p in (*perms, *VIEW_PERMISSIONS)))
+        # The groups come from migrations (evals' Engineers group).
+        user.groups.add(*Group.objects.filter(name__in=groups))
         if username in APPROVAL_LIMITS:
             for currency in POLICY_CURRENCIES:
                 ApprovalLimit.objects.get_or_create(

@@ -38,7 +38,7 @@ def test_it_seeds_the_shop_users_and_tickets(enqueued_runs, django_capture_on_co
         output = seed()
 
     assert counts() == {
-        "User": 3,
+        "User": 4,
         "RiskPolicy": 3,
         "Customer": 11,
         "Order": 25,
@@ -86,18 +86,25 @@ def test_it_can_leave_the_tickets_out(enqueued_runs, django_capture_on_commit_ca
     assert Order.objects.count() == 25
 
 
-def test_it_creates_the_three_staff_users_with_their_permissions():
+def test_it_creates_the_four_staff_users_with_their_permissions():
     output = seed("--no-tickets")
 
     User = get_user_model()
-    lead, finance, admin = (User.objects.get(username=n) for n in ("lead", "finance", "admin"))
+    lead, finance, engineer, admin = (
+        User.objects.get(username=n) for n in ("lead", "finance", "engineer", "admin")
+    )
     for user in (lead, finance):
         assert user.is_staff and not user.is_superuser
         assert user.has_perm("approvals.decide_pendingaction")
         assert user.has_perm("simgateway.view_providerrefund")
         assert not user.has_perm("approvals.change_riskpolicy")
     assert admin.is_staff and admin.is_superuser
-    for user in (lead, finance, admin):
+    # The engineer replays runs in dry run and keeps the regression set; never live, never pays.
+    assert engineer.is_staff and not engineer.is_superuser
+    assert engineer.has_perm("evals.replay_run") and engineer.has_perm("evals.add_regressioncase")
+    assert not engineer.has_perm("agentops.replay_live")
+    assert not engineer.has_perm("approvals.decide_pendingaction")
+    for user in (lead, finance, engineer, admin):
         assert user.check_password(DEMO_PASSWORD)
         assert re.search(rf"^\s+{user.username}\s+{DEMO_PASSWORD}\s", output, re.MULTILINE)
 

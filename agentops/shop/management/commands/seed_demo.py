@@ -38,7 +38,7 @@ class Command(BaseCommand):
             self.stdout.write("the demo was already seeded; nothing new")
 
         rows = [("login", "password", "role")]
-        rows += [(username, password, role) for username, role, _, _ in USERS]
+        rows += [(username, password, role) for username, role, *_ in USERS]
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         self.stdout.write("")
         self.stdout.write("Demo logins:")
