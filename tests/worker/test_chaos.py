@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from agentops.chaos import ChaosConfig, chaos_run, duplicate_refunds, silent_failures, summary
@@ -98,3 +99,23 @@ def test_a_small_chaos_run_loses_nothing_pays_nothing_twice_and_hides_no_failure
     assert report.retries > 0
     assert report.provider_refunds >= config.tickets // 2
     assert report.resolved >= config.tickets * 0.8
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tickets", "0"], "at least 1"),
+        (["--model-latency-ms", "-5"], "between 0 and 60000"),
+    ],
+)
+def test_the_command_refuses_bad_arguments_before_starting_anything(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("chaos", *args)
+
+
+@pytest.mark.skipif(
+    connection.vendor == "postgresql", reason="the refusal is for the embedded SQLite"
+)
+def test_the_command_refuses_the_embedded_defaults():
+    with pytest.raises(CommandError, match="needs PostgreSQL"):
+        call_command("chaos", "--tickets", "1")

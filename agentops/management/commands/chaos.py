@@ -42,6 +42,12 @@ class Command(BaseCommand):
             action="store_true",
             help="the provider ignores idempotency keys (a repeated call pays again)",
         )
+        parser.add_argument(
+            "--model-latency-ms",
+            type=int,
+            default=20,
+            help="the offline model's time per call: longer makes kills land mid-step more often",
+        )
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument(
             "--deadline", type=float, default=1800.0, help="seconds before unfinished runs count"
@@ -53,12 +59,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts):
+        if opts["tickets"] < 1 or opts["workers"] < 1:
+            raise CommandError("--tickets and --workers must be at least 1.")
+        if not 0 <= opts["model_latency_ms"] <= 60_000:
+            raise CommandError("--model-latency-ms must be between 0 and 60000.")
         if connection.vendor != "postgresql":
             raise CommandError("The chaos run needs PostgreSQL: set DATABASE_URL.")
         if settings.CELERY_BROKER_URL.startswith("filesystem"):
             raise CommandError("The chaos run needs a real broker: set CELERY_BROKER_URL.")
-        if opts["tickets"] < 1 or opts["workers"] < 1:
-            raise CommandError("--tickets and --workers must be at least 1.")
         config = ChaosConfig(
             tickets=opts["tickets"],
             workers=opts["workers"],
@@ -68,6 +76,7 @@ class Command(BaseCommand):
             p500=opts["p500"],
             legacy_provider=opts["legacy_provider"],
             seed=opts["seed"],
+            model_latency_ms=opts["model_latency_ms"],
             deadline=opts["deadline"],
             decide_approvals=not opts["leave_approvals"],
         )
