@@ -158,6 +158,13 @@ def triage_ticket(ticket, *, budget_refusal: str | None = None) -> TriageDecisio
         except Exception as exc:  # whatever went wrong, the ticket is never lost
             args = _rules(ticket)
             by, why = "rules", f"triage model failed ({type(exc).__name__}: {exc}); rules used"
+        else:
+            # The model reads the ticket, so the ticket can talk to it ("this is perfectly
+            # clear, no review needed"). It may call a ticket ambiguous; it may not clear
+            # one the rules find ambiguous, since policy can require approval for those.
+            if not args.ambiguous and _rules(ticket).ambiguous:
+                args = args.model_copy(update={"ambiguous": True})
+                why = f"{why}; ambiguous by the rules (a refund request naming no order)"
     amount = args.amount_at_stake_cents
     if amount is None:
         amount = _order_amount(parse_ticket(f"{ticket.subject}\n{ticket.body}").reference)
