@@ -50,8 +50,8 @@ def alert_link(*, rule: AlertRule, now: datetime) -> str:
     day = (now - timedelta(minutes=rule.window_minutes)).date().isoformat()
     runs = reverse("runs")
     return {
-        AlertRule.Metric.ERROR_RATE: f"{runs}?status=failed&since={day}",
-        AlertRule.Metric.P99_LATENCY: f"{runs}?sort=duration&since={day}",
+        AlertRule.Metric.ERROR_RATE: f"{runs}?status=failed&origin=production&since={day}",
+        AlertRule.Metric.P99_LATENCY: f"{runs}?sort=duration&origin=production&since={day}",
         AlertRule.Metric.SPEND_PER_HOUR: f"{runs}?sort=cost&since={day}",
         AlertRule.Metric.OLDEST_APPROVAL: reverse("approvals"),
     }[rule.metric]

@@ -44,6 +44,9 @@ class RunFilters:
     q: str = ""
     min_duration: timedelta | None = None
     min_cost: Decimal | None = None
+    # "production": tickets as they came; "replays": exact replays, re-runs, forks, eval
+    # cases and shadow runs (a diverged replay ends failed on purpose).
+    origin: str = ""
     sort: str = "newest"
 
     def as_params(self) -> dict[str, str]:
@@ -58,6 +61,7 @@ def _params(filters: RunFilters) -> dict[str, str]:
         "tool": filters.tool,
         "model": filters.model,
         "q": filters.q,
+        "origin": filters.origin,
         "sort": "" if filters.sort == "newest" else filters.sort,
     }
 
@@ -108,6 +112,10 @@ def run_search(*, filters: RunFilters) -> QuerySet[Run]:
         runs = runs.filter(status=filters.status)
     if filters.model:
         runs = runs.filter(model=filters.model)
+    if filters.origin == "production":
+        runs = runs.filter(mode=Run.Mode.PRODUCTION)
+    elif filters.origin == "replays":
+        runs = runs.exclude(mode=Run.Mode.PRODUCTION)
     if filters.since is not None:
         runs = runs.filter(created_at__gte=filters.since)
     if filters.until is not None:

@@ -67,6 +67,15 @@ class RunFilterForm(forms.Form):
     )
     tool = forms.CharField(max_length=100, required=False)
     model = forms.CharField(max_length=100, required=False)
+    origin = forms.ChoiceField(
+        label="Runs",
+        choices=[
+            ("", "All"),
+            ("production", "Production"),
+            ("replays", "Replays, evals, shadow"),
+        ],
+        required=False,
+    )
     since = forms.DateField(label="From", required=False)
     until = forms.DateField(label="To", required=False, help_text="inclusive")
     q = forms.CharField(
@@ -105,6 +114,7 @@ class RunFilterForm(forms.Form):
             error_class=data["error_class"],
             tool=data["tool"].strip(),
             model=data["model"].strip(),
+            origin=data["origin"],
             since=_day_start(data["since"]),
             until=_day_start(data["until"] + timedelta(days=1)) if data["until"] else None,
             q=data["q"].strip(),

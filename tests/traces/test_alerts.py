@@ -65,7 +65,10 @@ def test_it_notifies_once_per_incident_and_closes_it_when_back_under(
     assert mail.outbox[0].to == ["oncall@example.com"]
     assert "is 50.00, above 25" in mail.outbox[0].body
     assert len(webhook) == 1
-    assert "https://agentops.example.com/runs/?status=failed&since=" in webhook[0]["text"]
+    assert (
+        "https://agentops.example.com/runs/?status=failed&origin=production&since="
+        in (webhook[0]["text"])
+    )
 
     assert check(django_capture_on_commit_callbacks) == []  # still above: no second message
     assert len(mail.outbox) == 1 and len(webhook) == 1

@@ -66,6 +66,22 @@ def test_it_filters_by_model(lead_client, make_run):
     assert subjects(response) == ["Haiku"]
 
 
+def test_it_tells_production_runs_from_replays(lead_client, make_run):
+    original = make_run(Run.Status.FAILED, subject="Production")
+    make_run(Run.Status.FAILED, subject="Diverged replay", mode="exact", replay_of=original)
+    make_run(subject="Eval case", mode="eval", replay_of=original, dry_run=True)
+
+    response = lead_client.get(reverse("runs"), {"origin": "production"})
+    assert subjects(response) == ["Production"]
+    response = lead_client.get(reverse("runs"), {"origin": "replays", "status": "failed"})
+    assert subjects(response) == ["Diverged replay"]
+    response = lead_client.get(reverse("runs"))
+    assert len(subjects(response)) == 3
+    html = response.content.decode()
+    assert 'class="badge badge-mode"' in html and "Exact replay" in html
+    assert lead_client.get(reverse("runs"), {"origin": "staging"}).status_code == 400
+
+
 def test_it_filters_by_a_date_range_with_the_end_day_included(lead_client, make_run):
     day = timezone.localtime().replace(hour=12, minute=0, second=0, microsecond=0)
     make_run(subject="Before", created_at=day - timedelta(days=3))
