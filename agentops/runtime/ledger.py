@@ -25,26 +25,28 @@ def request_hash(request: dict) -> str:
 def effect_begin(*, key: str, run, tool: str, request: dict) -> tuple[Effect, bool]:
     """Return the ledger row for `key`, creating it (status started) if new.
 
-    Call inside the transaction that also records the tool span. Raises
-    IdempotencyMismatch when the key exists with another request.
+    Call inside the transaction that also records the tool span. A new row counts
+    the attempt its caller makes right after commit (attempts=1), so no second
+    write is needed before the call. Raises IdempotencyMismatch when the key
+    exists with another request.
     """
     digest = request_hash(request)
-    effect = Effect.objects.filter(idempotency_key=key).first()
-    created = False
-    if effect is None:
-        try:
-            with transaction.atomic():
-                effect = Effect.objects.create(
-                    idempotency_key=key,
-                    ticket_id=run.ticket_id,
-                    run=run,
-                    tool=tool,
-                    request=request,
-                    request_hash=digest,
-                )
-                created = True
-        except IntegrityError:
-            effect = Effect.objects.get(idempotency_key=key)
+    try:
+        # A new key is the common case: insert first, look up only on a conflict.
+        with transaction.atomic():
+            effect = Effect.objects.create(
+                idempotency_key=key,
+                ticket_id=run.ticket_id,
+                run=run,
+                tool=tool,
+                request=request,
+                request_hash=digest,
+                attempts=1,
+            )
+        created = True
+    except IntegrityError:
+        effect = Effect.objects.get(idempotency_key=key)
+        created = False
     if effect.request_hash != digest:
         raise IdempotencyMismatch(key)
     return effect, created

@@ -19,7 +19,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -39,7 +40,7 @@ from agentops.runtime.errors import (
     classify,
 )
 from agentops.runtime.output import review_response
-from agentops.runtime.pricing import model_cost, usage_attributes
+from agentops.runtime.pricing import model_cost, prices_read_once, usage_attributes
 from agentops.runtime.prompts import SYSTEM_PROMPT, ticket_message
 from agentops.runtime.retry import backoff_delay, max_attempts
 from agentops.runtime.tools import TOOLS, Resolved, Tool, ToolContext, tool_definitions
@@ -82,7 +83,7 @@ def run_advance(*, run_id: int, worker: str | None = None) -> str:
     run = _claim(run_id=run_id, worker=worker)
     if run is None:
         return "not_claimed"
-    with run_log_context(run=run):
+    with run_log_context(run=run), prices_read_once():
         status = Runner(run, worker).go()
     if status in Run.FINAL_STATUSES:
         trace_export_on_commit(run_id=run.pk)  # OTLP, when configured; never raises
@@ -90,7 +91,10 @@ def run_advance(*, run_id: int, worker: str | None = None) -> str:
 
 
 def _claim(*, run_id: int, worker: str) -> Run | None:
-    """One conditional UPDATE: queued, or running with an expired lease. Zero rows: not ours."""
+    """One conditional UPDATE: queued, or running with an expired lease. Zero rows: not ours.
+
+    The same UPDATE stamps started_at on the first claim (one write transaction).
+    """
     now = timezone.now()
     claimed = (
         Run.objects.filter(pk=run_id)
@@ -104,15 +108,12 @@ def _claim(*, run_id: int, worker: str) -> Run | None:
             lease_owner=worker,
             lease_expires_at=now + timedelta(seconds=settings.RUN_LEASE_SECONDS),
             updated_at=now,
+            started_at=Coalesce("started_at", Value(now)),
         )
     )
     if not claimed:
         return None
-    run = Run.objects.select_related("ticket").get(pk=run_id)
-    if run.started_at is None:
-        Run.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=now)
-        run.started_at = now
-    return run
+    return Run.objects.select_related("ticket").get(pk=run_id)
 
 
 class Runner:
@@ -121,6 +122,9 @@ class Runner:
         self.worker = worker
         self.ticket = run.ticket
         self._ctx: ToolContext | None = None
+        # A read-only tool's answer waits for the next write of the run (see _answer).
+        self._pending_fields: dict = {}
+        self._pending_spans: list[Span] = []
 
     @property
     def ctx(self) -> ToolContext:
@@ -264,6 +268,8 @@ class Runner:
                 model=model,
                 span_input={"messages": conversation[-2:] if step > 1 else conversation},
                 call=call,
+                # No side effect: the span is written once, with the step it belongs to.
+                open_first=False,
             )
         except CallFailed as failed:
             if failed.classification.transient:
@@ -308,6 +314,9 @@ class Runner:
                     Run.Status.ESCALATED,
                     f"The model refused to continue: {response.text or '(no text)'}"[:1000],
                 )
+            if not follow_up and not any(b.get("type") == "tool_use" for b in reviewed.content):
+                # The turn is over: finish in the same transaction as the step.
+                return self.finish()
         return None
 
     def _budget_or_corrections(self, *, step: int, model: str) -> str | None:
@@ -445,9 +454,10 @@ class Runner:
                 },
                 is_error=True,
                 spans=[validate],
+                defer=True,
             )
         span_finish(span, output=result)
-        return self._answer(tool_use, result, is_error=False, spans=[validate, span])
+        return self._answer(tool_use, result, is_error=False, spans=[validate, span], defer=True)
 
     def _run_side_effect(
         self,
@@ -610,6 +620,7 @@ class Runner:
         self, tool: Tool, tool_use: dict, resolved: Resolved, spans: list[Span], step: int
     ) -> str | None:
         key = tool.idempotency_key(resolved, self.ctx)
+        first_attempt: Span | None = None
         with transaction.atomic():
             try:
                 effect, created = ledger.effect_begin(
@@ -620,8 +631,19 @@ class Runner:
                 mismatch = exc
             else:
                 mismatch = None
+                if created:
+                    # A new key is called right after this commit: the ledger row already
+                    # counts that attempt, and its started span is written with it, so a
+                    # crash during the call leaves both behind as evidence.
+                    first_attempt = self._span(
+                        kind=Span.Kind.TOOL,
+                        name=tool.name,
+                        step=step,
+                        input=resolved.args,
+                        attributes={"idempotency_key": key, "ledger": "new"},
+                    )
                 self._save()  # renew the lease with the spans so far
-                Span.objects.bulk_create(spans)
+                Span.objects.bulk_create([*spans, *([first_attempt] if first_attempt else [])])
         if mismatch is not None:
             span = self._span(
                 kind=Span.Kind.TOOL,
@@ -667,8 +689,13 @@ class Runner:
                     tool_use, tool, resolved, effect, step, attrs, replayed=False
                 )
 
+        counted = created  # effect_begin counted the first attempt of a new key
+
         def call() -> dict:
-            ledger.effect_attempted(effect)
+            nonlocal counted
+            if not counted:
+                ledger.effect_attempted(effect)
+            counted = False
             return tool.execute(resolved, self.ctx, key)
 
         try:
@@ -679,6 +706,7 @@ class Runner:
                 span_input=resolved.args,
                 call=call,
                 attributes=attrs,
+                opened=first_attempt,
             )
         except CallFailed as failed:
             c = failed.classification
@@ -752,27 +780,41 @@ class Runner:
     # --- attempts and persistence ------------------------------------------------------
 
     def _attempts(
-        self, *, kind, name, step, call, span_input=None, model="", attributes=None, open_first=True
+        self,
+        *,
+        kind,
+        name,
+        step,
+        call,
+        span_input=None,
+        model="",
+        attributes=None,
+        open_first=True,
+        opened: Span | None = None,
     ):
         """Call with bounded retries of transient errors; each attempt is a span.
 
         Returns (result, span) with the successful attempt's span still open, to be
         finished and saved with the state change. Raises CallFailed otherwise.
+        `opened` is the first attempt's span when the caller already saved it.
         """
         limit = max_attempts()
         for attempt in range(1, limit + 1):
-            span = self._span(
-                kind=kind,
-                name=name,
-                step=step,
-                attempt=attempt,
-                model=model,
-                input=span_input,
-                attributes=attributes,
-            )
-            if open_first:
-                # Written before the outside call: a crash leaves it visibly unfinished.
-                span.save()
+            if attempt == 1 and opened is not None:
+                span = opened
+            else:
+                span = self._span(
+                    kind=kind,
+                    name=name,
+                    step=step,
+                    attempt=attempt,
+                    model=model,
+                    input=span_input,
+                    attributes=attributes,
+                )
+                if open_first:
+                    # Written before the outside call: a crash leaves it visibly unfinished.
+                    span.save()
             try:
                 return call(), span
             except Exception as exc:
@@ -804,7 +846,13 @@ class Runner:
         spans: list[Span],
         reply: str | None = None,
         end: tuple[str, str] | None = None,
+        defer: bool = False,
     ) -> str | None:
+        """Answer a tool call. With defer (read-only tools only), nothing is written now:
+
+        the answer and its spans go out with the run's next write, in the same
+        transaction. A crash before then repeats the read, which changes nothing.
+        """
         block = {
             "type": "tool_result",
             "tool_use_id": tool_use.get("id"),
@@ -818,7 +866,14 @@ class Runner:
         }
         if reply is not None:
             fields["reply"] = reply
-        with transaction.atomic():
+        if defer and end is None:
+            for name, value in fields.items():
+                setattr(self.run, name, value)
+            self._pending_fields.update(fields)
+            self._pending_spans.extend(spans)
+            return None
+        # Inside the caller's transaction when there is one: no savepoint round trips.
+        with transaction.atomic(savepoint=False):
             self._save(**fields)
             _save_spans(spans)
             if end is not None:
@@ -826,8 +881,12 @@ class Runner:
         return None
 
     def _save(self, **fields) -> None:
-        """Save run fields and renew the lease, only if we still hold it."""
+        """Save run fields and renew the lease, only if we still hold it.
+
+        Deferred answers (see _answer) are written here too, in the same transaction.
+        """
         now = timezone.now()
+        fields = {**self._pending_fields, **fields}
         fields["lease_expires_at"] = now + timedelta(seconds=settings.RUN_LEASE_SECONDS)
         fields["updated_at"] = now
         updated = Run.objects.filter(
@@ -837,6 +896,12 @@ class Runner:
             raise LeaseLost(self.run.pk)
         for name, value in fields.items():
             setattr(self.run, name, value)
+        self._pending_fields = {}
+        _save_spans(self._flush_pending_spans())
+
+    def _flush_pending_spans(self) -> list[Span]:
+        spans, self._pending_spans = self._pending_spans, []
+        return spans
 
     def _park(self, spans: list[Span]) -> None:
         self._save()
@@ -856,6 +921,7 @@ class Runner:
     ) -> str:
         now = timezone.now()
         fields = {
+            **self._pending_fields,
             "status": status,
             "outcome_reason": reason,
             "finished_at": now,
@@ -863,13 +929,14 @@ class Runner:
             "lease_expires_at": None,
             "updated_at": now,
         }
-        with transaction.atomic():
+        with transaction.atomic(savepoint=False):
             updated = Run.objects.filter(
                 pk=self.run.pk, lease_owner=self.worker, status=Run.Status.RUNNING
             ).update(**fields)
             if not updated:
                 raise LeaseLost(self.run.pk)
-            _save_spans(spans or [])
+            self._pending_fields = {}
+            _save_spans([*self._flush_pending_spans(), *(spans or [])])
             Span.objects.filter(span_id=self.root_span_id, ended_at__isnull=True).update(
                 ended_at=now,
                 status=Span.Status.OK if status == Run.Status.RESOLVED else Span.Status.ERROR,

@@ -1,0 +1,99 @@
+"""The hot path's cost in queries: a regression here is a regression of `make bench`.
+
+The standard ticket (model → lookup_order → model → issue_refund → model →
+send_reply → model) with the offline model and the simulated gateway, every
+safeguard on. The counts are exact on purpose: a change that adds a query or a
+transaction must say so here, and one that saves some must lower the figure.
+"""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from agentops.bench.runner import write_transactions
+from agentops.models import Effect, Run
+from agentops.runtime.loop import run_advance
+from traces.models import Span
+
+pytestmark = pytest.mark.django_db
+
+# claim · triage · 4 model steps (the lookup's answer rides with the second, the
+# finish with the last) · per side effect: ledger row + started span, then the
+# outcome · the simulated provider's refund and the shop's record of it.
+WRITE_TRANSACTIONS = 12
+# Every statement, BEGIN, COMMIT and savepoints included (the same on SQLite and
+# PostgreSQL: Django issues the same statements on both).
+STATEMENTS = 85
+
+
+@pytest.fixture
+def standard_ticket(make_order, submit, settings):
+    settings.GATEWAY_LATENCY_MS = 0
+    settings.GATEWAY_TIMEOUT_AFTER_COMMIT = 0
+    settings.GATEWAY_RATE_LIMIT = 0
+    settings.GATEWAY_SERVER_ERROR = 0
+    order = make_order(total_cents=2000)
+    return submit(f"My order {order.order_id} arrived broken. Please refund it.")
+
+
+def _run_counted(run) -> tuple[str, list[dict]]:
+    with CaptureQueriesContext(connection) as queries:
+        status = run_advance(run_id=run.pk, worker="hot-path")
+    return status, queries.captured_queries
+
+
+def test_the_standard_ticket_takes_twelve_write_transactions(standard_ticket):
+    status, queries = _run_counted(standard_ticket)
+
+    assert status == Run.Status.RESOLVED
+    assert write_transactions(queries) == WRITE_TRANSACTIONS, "\n".join(
+        q["sql"][:120] for q in queries
+    )
+
+
+def test_the_standard_ticket_takes_a_fixed_number_of_statements(standard_ticket):
+    status, queries = _run_counted(standard_ticket)
+
+    assert status == Run.Status.RESOLVED
+    assert len(queries) == STATEMENTS, "\n".join(q["sql"][:120] for q in queries)
+
+
+def test_no_query_repeats_per_row_of_history(make_order, submit, standard_ticket):
+    """No N+1: a customer with many past tickets and refunds costs the same queries."""
+    for n in range(5):
+        order = make_order(total_cents=1000 + n)
+        run = submit(f"My order {order.order_id} arrived broken. Please refund it.")
+        assert run_advance(run_id=run.pk, worker="history") == Run.Status.RESOLVED
+
+    status, queries = _run_counted(standard_ticket)
+
+    assert status == Run.Status.RESOLVED
+    assert len(queries) == STATEMENTS
+
+
+def test_the_fewer_writes_keep_every_safeguard(standard_ticket):
+    run_advance(run_id=standard_ticket.pk, worker="hot-path")
+    run = Run.objects.get(pk=standard_ticket.pk)
+
+    # Each side effect has its ledger row, counted once, completed after the call.
+    effects = Effect.objects.filter(run=run).order_by("created_at")
+    assert [(e.tool, e.status, e.attempts) for e in effects] == [
+        ("issue_refund", Effect.Status.SUCCEEDED, 1),
+        ("send_reply", Effect.Status.SUCCEEDED, 1),
+    ]
+    # Every step is traced once, and nothing is left open.
+    kinds = sorted(run.spans.values_list("kind", flat=True))
+    assert kinds.count("model") == 4
+    assert kinds.count("tool") == 3  # lookup_order, issue_refund, send_reply
+    assert kinds.count("validate") == 3 and kinds.count("policy") == 2
+    assert not run.spans.filter(status=Span.Status.STARTED).exists()
+    # The read tool's answer, saved with the next step, is in the conversation.
+    assert run.step_count == 7 and run.model_calls == 4
+    answered = [
+        block["tool_use_id"]
+        for message in run.messages
+        if message["role"] == "user" and isinstance(message["content"], list)
+        for block in message["content"]
+        if block.get("type") == "tool_result" and not block.get("is_error")
+    ]
+    assert len(answered) == 3
