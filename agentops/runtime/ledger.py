@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agentops.models import Effect
@@ -29,24 +28,26 @@ def effect_begin(*, key: str, run, tool: str, request: dict) -> tuple[Effect, bo
     the attempt its caller makes right after commit (attempts=1), so no second
     write is needed before the call. Raises IdempotencyMismatch when the key
     exists with another request.
+
+    No savepoint around the insert (a savepoint is a subtransaction: its own
+    transaction id and two more round trips). If another transaction inserts the
+    same key between this read and the insert, the insert raises IntegrityError
+    and the caller's transaction is void: the caller runs it again, and this
+    read then finds the row.
     """
     digest = request_hash(request)
-    try:
-        # A new key is the common case: insert first, look up only on a conflict.
-        with transaction.atomic():
-            effect = Effect.objects.create(
-                idempotency_key=key,
-                ticket_id=run.ticket_id,
-                run=run,
-                tool=tool,
-                request=request,
-                request_hash=digest,
-                attempts=1,
-            )
-        created = True
-    except IntegrityError:
-        effect = Effect.objects.get(idempotency_key=key)
-        created = False
+    effect = Effect.objects.filter(idempotency_key=key).first()
+    created = effect is None
+    if created:
+        effect = Effect.objects.create(
+            idempotency_key=key,
+            ticket_id=run.ticket_id,
+            run=run,
+            tool=tool,
+            request=request,
+            request_hash=digest,
+            attempts=1,
+        )
     if effect.request_hash != digest:
         raise IdempotencyMismatch(key)
     return effect, created

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -616,10 +616,12 @@ class Runner:
         spans.append(span)
         return None
 
-    def _execute_once(
-        self, tool: Tool, tool_use: dict, resolved: Resolved, spans: list[Span], step: int
-    ) -> str | None:
-        key = tool.idempotency_key(resolved, self.ctx)
+    def _ledger_begin(self, tool: Tool, key: str, resolved: Resolved, spans: list[Span], step):
+        """One transaction before the call: the ledger row, the lease, the spans so far.
+
+        Returns (effect, created, mismatch, first_attempt); nothing is written on a
+        mismatch.
+        """
         first_attempt: Span | None = None
         with transaction.atomic():
             try:
@@ -628,22 +630,36 @@ class Runner:
                 )
             except ToolError as exc:
                 transaction.set_rollback(True)
-                mismatch = exc
-            else:
-                mismatch = None
-                if created:
-                    # A new key is called right after this commit: the ledger row already
-                    # counts that attempt, and its started span is written with it, so a
-                    # crash during the call leaves both behind as evidence.
-                    first_attempt = self._span(
-                        kind=Span.Kind.TOOL,
-                        name=tool.name,
-                        step=step,
-                        input=resolved.args,
-                        attributes={"idempotency_key": key, "ledger": "new"},
-                    )
-                self._save()  # renew the lease with the spans so far
-                Span.objects.bulk_create([*spans, *([first_attempt] if first_attempt else [])])
+                return None, False, exc, None
+            if created:
+                # A new key is called right after this commit: the ledger row already
+                # counts that attempt, and its started span is written with it, so a
+                # crash during the call leaves both behind as evidence.
+                first_attempt = self._span(
+                    kind=Span.Kind.TOOL,
+                    name=tool.name,
+                    step=step,
+                    input=resolved.args,
+                    attributes={"idempotency_key": key, "ledger": "new"},
+                )
+            self._save()  # renew the lease with the spans so far
+            Span.objects.bulk_create([*spans, *([first_attempt] if first_attempt else [])])
+        return effect, created, None, first_attempt
+
+    def _execute_once(
+        self, tool: Tool, tool_use: dict, resolved: Resolved, spans: list[Span], step: int
+    ) -> str | None:
+        key = tool.idempotency_key(resolved, self.ctx)
+        try:
+            effect, created, mismatch, first_attempt = self._ledger_begin(
+                tool, key, resolved, spans, step
+            )
+        except IntegrityError:
+            # Another run inserted the same key between our read and our insert:
+            # this transaction was void; the second time round the read finds it.
+            effect, created, mismatch, first_attempt = self._ledger_begin(
+                tool, key, resolved, spans, step
+            )
         if mismatch is not None:
             span = self._span(
                 kind=Span.Kind.TOOL,

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 WRITE_TRANSACTIONS = 12
 # Every statement, BEGIN, COMMIT and savepoints included (the same on SQLite and
 # PostgreSQL: Django issues the same statements on both).
-STATEMENTS = 85
+STATEMENTS = 83
 
 
 @pytest.fixture
@@ -97,3 +97,45 @@ def test_the_fewer_writes_keep_every_safeguard(standard_ticket):
         if block.get("type") == "tool_result" and not block.get("is_error")
     ]
     assert len(answered) == 3
+
+
+def test_a_key_inserted_between_the_ledger_read_and_insert_is_read_again(
+    standard_ticket, monkeypatch
+):
+    """The ledger inserts without a savepoint; losing that race voids and repeats the
+    transaction, and the second read finds the other run's row: no second refund."""
+    from agentops.runtime import ledger
+    from agentops.services import new_trace_id
+    from agentops.simgateway.models import ProviderRefund
+
+    assert run_advance(run_id=standard_ticket.pk, worker="first") == Run.Status.RESOLVED
+    again = Run.objects.create(ticket=standard_ticket.ticket, trace_id=new_trace_id())
+
+    class BlindOnce:
+        """Effect's manager, but the first read of a key misses, as if the other
+        run's insert landed just after it."""
+
+        missed = 0
+
+        def filter(self, **lookups):
+            if "idempotency_key" in lookups and not self.missed:
+                self.missed += 1
+                return Effect.objects.none()
+            return Effect.objects.filter(**lookups)
+
+        def create(self, **fields):
+            return Effect.objects.create(**fields)
+
+    blind = BlindOnce()
+    monkeypatch.setattr(
+        ledger, "Effect", type("Effect", (), {"objects": blind, "Status": Effect.Status})
+    )
+
+    assert run_advance(run_id=again.pk, worker="second") == Run.Status.RESOLVED
+    assert blind.missed == 1
+    order_refunds = ProviderRefund.objects.filter(
+        idempotency_key=Effect.objects.get(tool="issue_refund").idempotency_key
+    )
+    assert order_refunds.count() == 1
+    assert Effect.objects.filter(tool="issue_refund").count() == 1
+    assert again.spans.filter(attributes__replayed_from_ledger=True).exists()
