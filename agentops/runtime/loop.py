@@ -56,6 +56,9 @@ from traces.services import span_build, span_finish
 logger = logging.getLogger(__name__)
 
 MAX_TOKENS = 1024
+# A save less than this after the last renewal keeps the lease as it is: the
+# margin before another worker may take over stays within this of the full lease.
+LEASE_RENEWAL_SLACK = timedelta(seconds=5)
 DECIDE_PERMISSION = "approvals.decide_pendingaction"
 
 
@@ -903,7 +906,13 @@ class Runner:
         """
         now = timezone.now()
         fields = {**self._pending_fields, **fields}
-        fields["lease_expires_at"] = now + timedelta(seconds=settings.RUN_LEASE_SECONDS)
+        lease = timedelta(seconds=settings.RUN_LEASE_SECONDS)
+        expires = self.run.lease_expires_at
+        if expires is None or expires - now < lease - LEASE_RENEWAL_SLACK:
+            # Not renewed again within seconds of the last renewal: lease_expires_at
+            # is indexed (run_open_lease), so changing it makes a save a non-HOT
+            # update that writes an entry in every index of the run table.
+            fields["lease_expires_at"] = now + lease
         fields["updated_at"] = now
         updated = Run.objects.filter(
             pk=self.run.pk, lease_owner=self.worker, status=Run.Status.RUNNING

@@ -139,3 +139,27 @@ def test_a_key_inserted_between_the_ledger_read_and_insert_is_read_again(
     assert order_refunds.count() == 1
     assert Effect.objects.filter(tool="issue_refund").count() == 1
     assert again.spans.filter(attributes__replayed_from_ledger=True).exists()
+
+
+def test_a_save_right_after_a_renewal_keeps_the_lease_and_a_later_one_renews_it(
+    standard_ticket, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agentops.runtime.loop import LEASE_RENEWAL_SLACK, Runner, _claim
+
+    run = _claim(run_id=standard_ticket.pk, worker="lessee")
+    runner = Runner(run, "lessee")
+    claimed_until = run.lease_expires_at
+
+    runner._save(step_count=1)  # within seconds of the claim: the lease stays
+    assert Run.objects.get(pk=run.pk).lease_expires_at == claimed_until
+
+    older = timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS) - LEASE_RENEWAL_SLACK
+    Run.objects.filter(pk=run.pk).update(lease_expires_at=older - timedelta(seconds=1))
+    run.lease_expires_at = older - timedelta(seconds=1)
+    runner._save(step_count=2)
+    assert Run.objects.get(pk=run.pk).lease_expires_at > claimed_until
+    assert Run.objects.get(pk=run.pk).step_count == 2
