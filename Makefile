@@ -7,7 +7,7 @@ PORT ?= 8000
 VENV_BIN := .venv/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test bench-db bench bench-web lint format
+.PHONY: help install browser demo test bench-db bench bench-web lint format chaos
 
 help: ## Show this help
 	@echo "agentops: run LLM support agents in production, safely."
@@ -68,3 +68,16 @@ bench-web: install bench-db ## Seed 100k runs / ~1M spans, print p50/p95 per tra
 		$(VENV_BIN)/python manage.py seed_traces --runs $${BENCH_RUNS:-100000} --top-up
 	DATABASE_URL=$(BENCH_DATABASE_URL) \
 		$(VENV_BIN)/python manage.py bench_web --requests $${BENCH_REQUESTS:-40}
+
+# The chaos run: its own database and Redis db on this machine's servers.
+CHAOS_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/agentops_chaos
+CHAOS_BROKER_URL ?= redis://127.0.0.1:6379/9
+CHAOS_ARGS ?= --tickets 1000 --workers 3 --kill-every 4 --timeout-after-commit 0.04 --p429 0.02 --p500 0.02 --legacy-provider
+
+chaos: install ## 1,000 tickets, workers SIGKILLed every 4 s, provider faults: lost/duplicates/silent must be 0
+	@psql "$(CHAOS_DATABASE_URL)" -tAc 'SELECT 1' >/dev/null 2>&1 || \
+		psql "$$(echo '$(CHAOS_DATABASE_URL)' | sed 's|/[^/]*$$|/postgres|')" \
+			-c "CREATE DATABASE $$(basename '$(CHAOS_DATABASE_URL)')"
+	DATABASE_URL=$(CHAOS_DATABASE_URL) $(VENV_BIN)/python manage.py migrate --no-input -v0
+	DATABASE_URL=$(CHAOS_DATABASE_URL) CELERY_BROKER_URL=$(CHAOS_BROKER_URL) \
+		$(VENV_BIN)/python manage.py chaos $(CHAOS_ARGS)

@@ -5,7 +5,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from agentops.models import ApiToken, Effect, Run, Ticket
+from agentops.models import ApiToken, Effect, PromptVersion, Run, Ticket
+from agentops.prompt_versions import prompt_version_make_current
+from agentops.runtime.prompts import SYSTEM_PROMPT
+from agentops.runtime.tools import TOOLS
 
 admin.site.site_header = "agentops admin"
 admin.site.site_title = "agentops admin"
@@ -33,7 +36,7 @@ class RunAdmin(admin.ModelAdmin):
         "created_at",
         "run_page",
     ]
-    list_filter = ["status", "model"]
+    list_filter = ["status", "mode", "model"]
     list_select_related = ["ticket"]
     search_fields = ["code", "ticket__customer_email", "ticket__subject", "trace_id"]
     raw_id_fields = ["ticket"]
@@ -54,6 +57,15 @@ class RunAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
         "updated_at",
+        # What a replay was asked for and found.
+        "prompt_version",
+        "mode",
+        "replay_of",
+        "replay_from_step",
+        "dry_run",
+        "replay_tool_results",
+        "divergence",
+        "requested_by",
     ]
     # The runs list is the busiest table; counting it on every page is not worth it.
     show_full_result_count = False
@@ -114,4 +126,49 @@ class ApiTokenAdmin(admin.ModelAdmin):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(
             request, f"Revoked {count} token{'s' if count != 1 else ''}.", messages.SUCCESS
+        )
+
+
+@admin.register(PromptVersion)
+class PromptVersionAdmin(admin.ModelAdmin):
+    """What the model is told, as versions. A version a run used is evidence: read-only."""
+
+    list_display = ["name", "is_current", "created_at", "created_by", "notes"]
+    list_filter = ["is_current"]
+    search_fields = ["name", "notes"]
+    fields = ["name", "system_prompt", "tool_descriptions", "notes", "is_current", "created_by"]
+    readonly_fields = ["is_current", "created_by"]
+    actions = ["make_current"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: PromptVersion | None = None):
+        if obj is not None and obj.runs.exists():
+            return self.fields
+        return self.readonly_fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: PromptVersion | None = None):
+        if obj is not None and obj.runs.exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict:
+        # A new version starts from the built-in prompt and tool descriptions.
+        return {
+            "system_prompt": SYSTEM_PROMPT,
+            "tool_descriptions": {name: tool.description for name, tool in TOOLS.items()},
+        }
+
+    def save_model(self, request, obj: PromptVersion, form, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Make the selected version current", permissions=["change"])
+    def make_current(self, request: HttpRequest, queryset: QuerySet[PromptVersion]) -> None:
+        versions = list(queryset[:2])
+        if len(versions) != 1:
+            self.message_user(request, "Select exactly one version.", messages.ERROR)
+            return
+        prompt_version_make_current(version=versions[0])
+        self.message_user(
+            request, f"{versions[0].name} is now the current prompt version.", messages.SUCCESS
         )

@@ -3,19 +3,26 @@
 Every answer is JSON. A request is checked in this order, and the first failure
 answers: method (405), token (401), size (413), content type (415), JSON (400),
 fields (400). Nothing is stored unless every check passed.
+
+When the database cannot be reached the answer is 503 with Retry-After: the ticket
+and its run are written in one transaction, so nothing of it is stored and the
+client sends it again (external_id makes that safe). When the broker cannot be
+reached the ticket is stored anyway and answered 201: the run waits in "queued"
+and the sweeper enqueues it (see agentops.services.run_enqueue_on_commit).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from agentops import selectors, services
 from agentops.forms import TicketSubmitForm
@@ -25,6 +32,10 @@ from agentops.models import Run, Ticket
 # character \u-escaped (20,000 × 12 bytes for escaped emoji is 240 KB), small
 # enough that a runaway client cannot make us buffer megabytes.
 MAX_REQUEST_BYTES = 256 * 1024
+# How long a client is asked to wait when the database is unreachable.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+
+logger = logging.getLogger(__name__)
 
 
 def _error(status: int, message: str, **headers: str) -> JsonResponse:
@@ -42,11 +53,52 @@ def _unauthorized(message: str, *, invalid: bool) -> JsonResponse:
     return _error(401, message, WWW_Authenticate=challenge)
 
 
+def allow_methods(
+    *methods: str,
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Answer 405 in JSON, with Allow, for any other method (Django's own answers in HTML)."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                allowed = ", ".join(methods)
+                return _error(
+                    405,
+                    f"Method {request.method} is not allowed here; use {allowed}.",
+                    Allow=allowed,
+                )
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
 def _bearer_token(request: HttpRequest) -> str | None:
     scheme, _, raw = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() != "bearer":
         return None
     return raw.strip() or None
+
+
+def database_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Answer 503 with Retry-After, not 500, while the database cannot be reached."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except (OperationalError, InterfaceError):
+            logger.warning("API %s: database unavailable", request.path, exc_info=True)
+            return _error(
+                503,
+                "The database cannot be reached; nothing was stored. "
+                "Try again after Retry-After seconds.",
+                Retry_After=str(UNAVAILABLE_RETRY_AFTER_SECONDS),
+            )
+
+    return wrapper
 
 
 def token_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -88,6 +140,11 @@ def _read_json_object(request: HttpRequest) -> dict[str, Any] | JsonResponse:
         return _error(400, "The body is not valid UTF-8.")
     except json.JSONDecodeError as exc:
         return _error(400, f"The body is not valid JSON: {exc.msg} at line {exc.lineno}.")
+    except RecursionError:
+        return _error(400, "The body is not a ticket: its JSON is nested too deeply.")
+    except ValueError:
+        # Python refuses integers of more than 4300 digits (int_max_str_digits).
+        return _error(400, "The body is not a ticket: it holds a number with too many digits.")
     if not isinstance(payload, dict):
         return _error(400, "The body must be a JSON object.")
     return payload
@@ -95,7 +152,8 @@ def _read_json_object(request: HttpRequest) -> dict[str, Any] | JsonResponse:
 
 @login_not_required
 @csrf_exempt
-@require_POST
+@allow_methods("POST")
+@database_required
 @token_required
 def tickets_create(request: HttpRequest) -> JsonResponse:
     """Submit a ticket; 201 with new ids, or 200 with the first ids for a known external_id."""
@@ -118,7 +176,15 @@ def tickets_create(request: HttpRequest) -> JsonResponse:
 
 @login_not_required
 @csrf_exempt
-@require_GET
+def not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """Any other path under /api/: a JSON 404, not the login page or an HTML one."""
+    return _error(404, "No such API endpoint. There are POST /api/tickets and GET /api/runs/<id>.")
+
+
+@login_not_required
+@csrf_exempt
+@allow_methods("GET")
+@database_required
 @token_required
 def run_detail(request: HttpRequest, run_id: str) -> JsonResponse:
     """A run's status, cost and the outline of its steps, effects and pending actions."""

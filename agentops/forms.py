@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -11,6 +12,10 @@ from agentops.models import Ticket
 # A ticket is an email, not a document: enough for a long complaint with a pasted
 # thread, small enough that a runaway client cannot fill the database or the prompt.
 TICKET_BODY_MAX_CHARS = 20_000
+
+# A JSON string may escape half of a surrogate pair ("\ud800") on its own: valid JSON,
+# but no character, and neither the database nor an email can hold it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _model_max_length(field_name: str) -> int:
@@ -42,11 +47,16 @@ class TicketSubmitForm(forms.Form):
             for key, value in payload.items()
             if key in self.base_fields and value is not None and not isinstance(value, str)
         ]
+        self.not_text = [
+            key
+            for key, value in payload.items()
+            if key in self.base_fields and isinstance(value, str) and _LONE_SURROGATE.search(value)
+        ]
         super().__init__(
             data={
                 key: value
                 for key, value in payload.items()
-                if key in self.base_fields and key not in self.not_strings
+                if key in self.base_fields and key not in self.not_strings + self.not_text
             }
         )
 
@@ -56,6 +66,11 @@ class TicketSubmitForm(forms.Form):
         # wrong type should be the only message for its field, not "required" too.
         for key in self.not_strings:
             self._errors[key] = self.error_class(["Must be a string."])
+            cleaned.pop(key, None)
+        for key in self.not_text:
+            self._errors[key] = self.error_class(
+                ["Must be text: it holds half of a surrogate pair (\\ud800-\\udfff) alone."]
+            )
             cleaned.pop(key, None)
         for key in self.unknown_keys:
             self._errors[key] = self.error_class(["Unknown field."])

@@ -121,6 +121,16 @@ class Run(models.Model):
     replay_from_step = models.PositiveIntegerField(null=True, blank=True)
     # Dry run: side effects are recorded as "would have executed" and never executed.
     dry_run = models.BooleanField(default=False)
+    # Read-tool results given to a replay instead of live calls: {tool or signature: result}
+    # (see agentops.replay.replay_start).
+    replay_tool_results = models.JSONField(default=dict, blank=True)
+    # An exact replay that departed from its recording: where, what was expected, what
+    # happened. Null for a replay that took the recorded path, and for every other run.
+    divergence = models.JSONField(null=True, blank=True)
+    # Who asked for a replay, fork or re-run (null: production intake, or a command).
+    requested_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -129,6 +139,10 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [
+            # A fork with live side effects moves real money; it needs its own permission.
+            ("replay_live", "Can replay a run with live side effects"),
+        ]
         indexes = [
             # The runs list: newest first, optionally filtered by status.
             models.Index(fields=["status", "-created_at"], name="run_status_created"),

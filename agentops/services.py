@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from kombu.exceptions import KombuError
 
 from agentops.models import ApiToken, Run, Ticket
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,24 @@ def run_enqueue_on_commit(*, run_id: int) -> None:
     """Enqueue the run's task after the current transaction commits (or now, outside one)."""
     from agentops.tasks import advance_run
 
-    transaction.on_commit(lambda: advance_run.delay(run_id))
+    transaction.on_commit(lambda: _send(run_id, lambda: advance_run.delay(run_id)))
+
+
+def _send(run_id: int, send) -> None:
+    """Hand the task to the broker; if the broker is away, the stored run is not lost.
+
+    The run is committed already: the sweeper (beat) re-enqueues runs queued too long
+    and runs whose lease ended, so a refused send only delays the run.
+    """
+    try:
+        send()
+    except (KombuError, OSError) as exc:
+        logger.warning(
+            "broker unavailable (%s: %s): run %s is stored and left for the sweeper",
+            type(exc).__name__,
+            exc,
+            run_id,
+        )
 
 
 API_TOKEN_PREFIX = "aot_"  # noqa: S105 - a label, not a secret

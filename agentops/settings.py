@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "agentops.routing",
     "approvals",
     "traces",
+    "evals",
 ]
 
 MIDDLEWARE = [
@@ -291,6 +292,30 @@ RETRY_MAX_ATTEMPTS = env.int("RETRY_MAX_ATTEMPTS", default=4)
 RETRY_BASE_DELAY_SECONDS = env.float("RETRY_BASE_DELAY_SECONDS", default=0.25)
 RETRY_MAX_DELAY_SECONDS = env.float("RETRY_MAX_DELAY_SECONDS", default=8.0)
 
+# A circuit breaker and a retry budget per downstream (model provider, payment gateway),
+# kept in each worker process (agentops.runtime.breaker). The breaker opens when, within
+# the window, at least THRESHOLD calls failed and they are at least RATE of the calls;
+# runs then park instead of calling, and one probe is let through after the cool-down.
+BREAKER_FAILURE_THRESHOLD = int(
+    _positive(env.int("BREAKER_FAILURE_THRESHOLD", default=5), "BREAKER_FAILURE_THRESHOLD")
+)
+BREAKER_FAILURE_RATE = _fraction("BREAKER_FAILURE_RATE", 0.5)
+BREAKER_WINDOW_SECONDS = _positive(
+    env.float("BREAKER_WINDOW_SECONDS", default=30.0), "BREAKER_WINDOW_SECONDS"
+)
+BREAKER_COOL_DOWN_SECONDS = _positive(
+    env.float("BREAKER_COOL_DOWN_SECONDS", default=30.0), "BREAKER_COOL_DOWN_SECONDS"
+)
+# Retries allowed per downstream and window: this share of first attempts, or the minimum.
+RETRY_BUDGET_RATIO = _fraction("RETRY_BUDGET_RATIO", 0.2)
+RETRY_BUDGET_MIN_RETRIES = env.int("RETRY_BUDGET_MIN_RETRIES", default=10)
+if RETRY_BUDGET_MIN_RETRIES < 0:
+    raise ImproperlyConfigured(
+        f"RETRY_BUDGET_MIN_RETRIES must be 0 or more, got {RETRY_BUDGET_MIN_RETRIES}"
+    )
+# A run parked this many times by an open breaker or a spent budget is escalated.
+RUN_MAX_PARKS = int(_positive(env.int("RUN_MAX_PARKS", default=40), "RUN_MAX_PARKS"))
+
 # Refunds above this (minor units, in the order's currency) wait for a person
 # unless an admin-edited RiskPolicy for the currency says otherwise.
 DEFAULT_APPROVAL_THRESHOLD_CENTS = env.int("DEFAULT_APPROVAL_THRESHOLD_CENTS", default=5000)
@@ -366,3 +391,24 @@ GATEWAY_SERVER_ERROR = _fraction("GATEWAY_SERVER_ERROR", 0.0)
 GATEWAY_LATENCY_MS = env.int("GATEWAY_LATENCY_MS", default=0)
 # Seed for the random faults, so a fault run can be reproduced.
 GATEWAY_FAULT_SEED = env.int("GATEWAY_FAULT_SEED", default=None)
+# A provider that ignores idempotency keys (a repeated call pays again): the chaos run's
+# proof that the effect ledger alone prevents duplicates.
+GATEWAY_LEGACY = env.bool("GATEWAY_LEGACY", default=False)
+
+# --- Tests of crashes --------------------------------------------------------
+
+# A worker kills itself with SIGKILL at this point of a run (agentops.runtime.crashpoints).
+# Never in production: refused with HTTPS or a real payment provider.
+CRASH_POINT = env.str("CRASH_POINT", default="")
+if CRASH_POINT:
+    from agentops.runtime.crashpoints import POINTS as _CRASH_POINTS
+
+    if CRASH_POINT not in _CRASH_POINTS:
+        raise ImproperlyConfigured(
+            f"CRASH_POINT must be one of {', '.join(_CRASH_POINTS)}, got {CRASH_POINT!r}"
+        )
+    if HTTPS or PAYMENTS_BACKEND != "simulated":
+        raise ImproperlyConfigured(
+            "CRASH_POINT is a test hook that kills workers; it is refused with HTTPS=true "
+            "or a real payment provider (production)"
+        )

@@ -6,6 +6,7 @@ from agentops import views
 
 urlpatterns = [
     path("", include("traces.urls")),
+    path("", include("evals.urls")),
     path("approvals/", include("approvals.urls")),
     path("api/", include("agentops.api_urls")),
     path("finance/reconciliation/", views.reconciliation, name="reconciliation"),

@@ -107,3 +107,13 @@ def notified_actions(request, monkeypatch):
 
     monkeypatch.setattr(services, "action_notify_on_commit", capture)
     yield calls
+
+
+@pytest.fixture(autouse=True)
+def fresh_breakers():
+    """Circuit breakers live in the process: each test starts with all of them closed."""
+    from agentops.runtime.breaker import breakers_reset
+
+    breakers_reset()
+    yield
+    breakers_reset()

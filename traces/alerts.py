@@ -17,14 +17,17 @@ from traces.models import AlertRule
 def alert_value(*, rule: AlertRule, now: datetime) -> Decimal | None:
     """The metric now, or None when there is nothing to measure."""
     since = now - timedelta(minutes=rule.window_minutes)
+    # Error rate and latency are production's: a diverged exact replay ends failed on
+    # purpose. Spend counts every run, replays included: it is real money.
+    production = Run.objects.filter(mode=Run.Mode.PRODUCTION)
     if rule.metric == AlertRule.Metric.ERROR_RATE:
-        finished = Run.objects.filter(finished_at__gte=since, finished_at__lte=now)
+        finished = production.filter(finished_at__gte=since, finished_at__lte=now)
         row = finished.aggregate(n=Count("pk"), failed=Count("pk", filter=Q(status="failed")))
         if not row["n"]:
             return None
         return Decimal(row["failed"] * 100) / row["n"]
     if rule.metric == AlertRule.Metric.P99_LATENCY:
-        finished = Run.objects.filter(finished_at__gte=since, finished_at__lte=now)
+        finished = production.filter(finished_at__gte=since, finished_at__lte=now)
         _, _, p99 = _percentiles(finished, "started_at", "finished_at")
         return None if p99 is None else Decimal(str(round(p99, 4)))
     if rule.metric == AlertRule.Metric.SPEND_PER_HOUR:

@@ -170,7 +170,9 @@ def _duplicate_refunds(*, since: datetime) -> tuple[int | None, str]:
 
 def _dashboard(*, since: datetime, until: datetime) -> Dashboard:
     # run_created / run_status_created serve the range; PendingAction's index the pending ones.
-    runs = Run.objects.filter(created_at__gte=since, created_at__lt=until)
+    # Outcomes are production's: replays, evals and shadow runs would skew them (their
+    # model spend still counts below, it is real money).
+    runs = Run.objects.filter(created_at__gte=since, created_at__lt=until, mode=Run.Mode.PRODUCTION)
     by_status = dict(runs.order_by().values_list("status").annotate(n=Count("pk")))
     final = sum(by_status.get(s, 0) for s in Run.FINAL_STATUSES)
     # Autonomous: resolved with no action that waited for a person.
@@ -183,7 +185,12 @@ def _dashboard(*, since: datetime, until: datetime) -> Dashboard:
         n=Count("pk"), oldest=Min("created_at")
     )
     money = runs.filter(status__in=Run.FINAL_STATUSES).aggregate(spend=Sum("cost"), avg=Avg("cost"))
-    all_spend = runs.aggregate(spend=Sum("cost"))["spend"] or 0
+    all_spend = (
+        Run.objects.filter(created_at__gte=since, created_at__lt=until).aggregate(
+            spend=Sum("cost")
+        )["spend"]
+        or 0
+    )
 
     latencies = []
     n, p50, p99 = _percentiles(

@@ -63,6 +63,9 @@ RUN_COLUMNS = [
     "started_at",
     "finished_at",
     "updated_at",
+    "mode",
+    "dry_run",
+    "replay_tool_results",
 ]
 TICKET_COLUMNS = [
     "id",
@@ -301,7 +304,15 @@ def _reserve_ids(table: str, count: int) -> list[int]:
 
 
 def _copy(table: str, columns: list[str], rows: list[dict]) -> None:
-    json_columns = {"messages", "tool_results", "triage", "input", "output", "attributes"}
+    json_columns = {
+        "messages",
+        "tool_results",
+        "triage",
+        "input",
+        "output",
+        "attributes",
+        "replay_tool_results",
+    }
     with connection.cursor() as cursor:
         sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
         with cursor.cursor.copy(sql) as copy:
@@ -384,6 +395,10 @@ def traces_seed(
                 "started_at": started,
                 "finished_at": True if status in Run.FINAL_STATUSES else None,
                 "updated_at": created,
+                # Seeded runs are production's; the replay columns keep their defaults.
+                "mode": Run.Mode.PRODUCTION,
+                "dry_run": False,
+                "replay_tool_results": {},
                 "subject": subject,
             }
             spans = list(_span_rows(rng, run, model)) if started else []

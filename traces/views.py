@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from django import forms
+from django.core.cache import cache
 from django.http import (
     Http404,
     HttpRequest,
@@ -29,9 +30,10 @@ from agentops.decorators import staff_required
 from agentops.models import Run
 from agentops.money import money_format
 from approvals.selectors import action_list_for_run
+from evals.selectors import outcomes_by_prompt_version, replay_panel_get
 from traces import selectors
 from traces.charts import stacked_bars
-from traces.dashboard import dashboard_get
+from traces.dashboard import CACHE_SECONDS, dashboard_get
 from traces.display import duration_text, span_as_dict, span_part, span_parts, waterfall
 from traces.models import Span
 from traces.otel import run_otel_attributes, span_otel_name
@@ -324,6 +326,7 @@ def run_detail(request: HttpRequest, code: UUID) -> HttpResponse:
     run = _get_run(code)
     context = _run_context(run, open_span_id=request.GET.get("span", ""))
     if not request.htmx:
+        context["replay"] = replay_panel_get(run=run, user=request.user)
         return render(request, "traces/run_detail.html", context)
     if run.is_final:
         fragment = render_to_string("traces/run_detail.html#steps", context, request=request)
@@ -478,11 +481,17 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     # Whole minutes, so the cache (a minute per range) is shared between page loads.
     since, until = since.replace(second=0, microsecond=0), until.replace(second=0, microsecond=0)
     data = dashboard_get(since=since, until=until)
+    by_prompt = cache.get_or_set(
+        f"evals:by_prompt:{since.isoformat()}:{until.isoformat()}",
+        lambda: outcomes_by_prompt_version(since=since, until=until),
+        CACHE_SECONDS,
+    )
     largest = max((count for _, _, count in data.outcomes), default=0) or 1
     context = {
         "nav_section": "dashboard",
         "form": form,
         "data": data,
+        "by_prompt": by_prompt,
         "days_param": form.cleaned_data["days"]
         or (None if form.cleaned_data["since"] or form.cleaned_data["until"] else 30),
         "presets": DASHBOARD_PRESETS,

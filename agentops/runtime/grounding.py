@@ -7,6 +7,7 @@ than the ledger holds, is held for a person instead of being sent.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from decimal import Decimal
 
 from agentops.models import Effect
@@ -15,10 +16,14 @@ _NEGATION = re.compile(
     r"(?i)\b(not|unable|can't|cannot|couldn't|could not|won't|no longer|wasn't|isn't|haven't|"
     r"hasn't|didn't|may not|might not|if)\b"
 )
+# Within one sentence: any character but an end of sentence, though a point between
+# digits is a decimal point ("Your refund of $50.00 has been processed").
+_SAME_SENTENCE = r"(?:[^.!?\n]|(?<=\d)\.(?=\d))*"
 _CLAIM = re.compile(
-    r"(?i)(\brefund(ed)?\b[^.!?\n]*\b(issued|processed|completed|approved|sent|on its way|"
-    r"been made|gone through)\b|\b(issued|processed|completed|made|sent|approved)\b[^.!?\n]*"
-    r"\brefund\b|\bhave refunded\b|\bhas been refunded\b|\bwe refunded\b|\bI refunded\b|"
+    r"(?i)(\brefund(ed)?\b" + _SAME_SENTENCE + r"\b(issued|processed|completed|approved|sent|"
+    r"on its way|been made|gone through)\b|\b(issued|processed|completed|made|sent|approved)\b"
+    + _SAME_SENTENCE
+    + r"\brefund\b|\bhave refunded\b|\bhas been refunded\b|\bwe refunded\b|\bI refunded\b|"
     r"\bI've refunded\b|\bwe've refunded\b)"
 )
 _AMOUNT = re.compile(
@@ -43,8 +48,13 @@ def _amounts_cents(text: str) -> set[int]:
     return found
 
 
-def reply_hold_reason(*, body: str, ticket_id: int) -> str | None:
-    """Why this reply must not be sent, or None if it is grounded in the ledger."""
+def reply_hold_reason(
+    *, body: str, ticket_id: int, also_refunded_cents: Iterable[int] = ()
+) -> str | None:
+    """Why this reply must not be sent, or None if it is grounded in the ledger.
+
+    `also_refunded_cents`: refunds a dry run would have made, which it may speak of.
+    """
     claims = claimed_refund_sentences(body)
     if not claims:
         return None
@@ -54,7 +64,7 @@ def reply_hold_reason(*, body: str, ticket_id: int) -> str | None:
             ticket_id=ticket_id, tool="issue_refund", status=Effect.Status.SUCCEEDED
         ).only("result")
         if e.result
-    ]
+    ] + list(also_refunded_cents)
     if not refunded:
         return (
             "The reply says a refund was made, but the ledger holds no completed refund "

@@ -9,6 +9,7 @@ retrying with the same key, never by calling again with a new one.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from django.utils import timezone
 
@@ -21,13 +22,19 @@ def request_hash(request: dict) -> str:
     return hashlib.sha256(canonical_json(request).encode()).hexdigest()
 
 
-def effect_begin(*, key: str, run, tool: str, request: dict) -> tuple[Effect, bool]:
+def effect_begin(
+    *, key: str, run, tool: str, request: dict, admit: Callable[[], None] | None = None
+) -> tuple[Effect, bool]:
     """Return the ledger row for `key`, creating it (status started) if new.
 
     Call inside the transaction that also records the tool span. A new row counts
     the attempt its caller makes right after commit (attempts=1), so no second
     write is needed before the call. Raises IdempotencyMismatch when the key
     exists with another request.
+
+    `admit` is called only when the row is new, before it is inserted: the first
+    attempt is let through the downstream's breaker there, and an `admit` that
+    raises (the breaker is open) leaves nothing inserted and no attempt counted.
 
     No savepoint around the insert (a savepoint is a subtransaction: its own
     transaction id and two more round trips). If another transaction inserts the
@@ -39,6 +46,8 @@ def effect_begin(*, key: str, run, tool: str, request: dict) -> tuple[Effect, bo
     effect = Effect.objects.filter(idempotency_key=key).first()
     created = effect is None
     if created:
+        if admit is not None:
+            admit()
         effect = Effect.objects.create(
             idempotency_key=key,
             ticket_id=run.ticket_id,

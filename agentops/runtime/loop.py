@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -28,7 +28,15 @@ from agentops.integrations.llm import ModelResponse, get_model_client
 from agentops.integrations.payments.codes import customer_meaning
 from agentops.models import Effect, Run
 from agentops.runtime import grounding, ledger
+from agentops.runtime.breaker import OPEN, Verdict, breaker_for, model_downstream
 from agentops.runtime.budget import budget_check, spend_record
+from agentops.runtime.crashpoints import (
+    AFTER_GATEWAY_COMMIT,
+    AFTER_LEDGER_WRITE,
+    AFTER_MODEL_CALL,
+    BEFORE_MODEL_CALL,
+    crash_point,
+)
 from agentops.runtime.errors import (
     BUDGET,
     POLICY,
@@ -39,9 +47,11 @@ from agentops.runtime.errors import (
     ToolError,
     classify,
 )
-from agentops.runtime.output import review_response
+from agentops.runtime.interrupted import run_take_over, spans_mark_interrupted
+from agentops.runtime.output import review_response, tool_use_ids
 from agentops.runtime.pricing import model_cost, prices_read_once, usage_attributes
-from agentops.runtime.prompts import SYSTEM_PROMPT, ticket_message
+from agentops.runtime.prompts import prompt_current, prompt_for, ticket_message
+from agentops.runtime.replaying import Diverged, ReplayPlan, divergence_text
 from agentops.runtime.retry import backoff_delay, max_attempts
 from agentops.runtime.tools import TOOLS, Resolved, Tool, ToolContext, tool_definitions
 from agentops.runtime.triage import triage_ticket
@@ -59,6 +69,8 @@ MAX_TOKENS = 1024
 # A save less than this after the last renewal keeps the lease as it is: the
 # margin before another worker may take over stays within this of the full lease.
 LEASE_RENEWAL_SLACK = timedelta(seconds=5)
+# What run_advance returns for a run parked until its downstream may answer again.
+WAITING = "waiting"
 DECIDE_PERMISSION = "approvals.decide_pendingaction"
 
 
@@ -74,6 +86,42 @@ class CallFailed(Exception):
 
     def __str__(self) -> str:
         return f"{self.classification.error_class}: {self.exc} (after {self.attempts} attempts)"
+
+
+@dataclass
+class Parked(Exception):
+    """A downstream's breaker is open or its retry budget is spent: wait, do not call."""
+
+    downstream: str
+    verdict: Verdict
+
+    def __str__(self) -> str:
+        return f"{self.verdict.reason} {self.downstream}"
+
+
+class _FirstAdmission:
+    """A side effect's first attempt, let through its downstream's breaker at most once.
+
+    Taken before the ledger counts the attempt (ledger.effect_begin's `admit`), so a
+    run parked by an open breaker has counted no attempt and saved no attempt span;
+    _attempts then uses this verdict for attempt 1 instead of asking again (a
+    half-open breaker's single probe is not taken twice).
+    """
+
+    def __init__(self, downstream: str) -> None:
+        self.downstream = downstream
+        self.verdict: Verdict | None = None
+
+    def admit(self) -> None:
+        if not self.downstream or self.verdict is not None:
+            return
+        verdict = breaker_for(self.downstream).admit(retry=False)
+        if not verdict.allowed:
+            raise Parked(self.downstream, verdict)
+        self.verdict = verdict
+
+    def attributes(self) -> dict:
+        return self.verdict.attributes(self.downstream) if self.verdict else {}
 
 
 def worker_name() -> str:
@@ -97,26 +145,49 @@ def _claim(*, run_id: int, worker: str) -> Run | None:
     """One conditional UPDATE: queued, or running with an expired lease. Zero rows: not ours.
 
     The same UPDATE stamps started_at on the first claim (one write transaction).
+    A queued run is claimed at once; only when the run is not queued is its lease
+    read first, so that a takeover knows whose lease it took (see run_take_over).
     """
     now = timezone.now()
-    claimed = (
-        Run.objects.filter(pk=run_id)
-        .filter(
-            Q(status=Run.Status.QUEUED)
-            | Q(status=Run.Status.RUNNING, lease_expires_at__lt=now)
-            | Q(status=Run.Status.RUNNING, lease_expires_at__isnull=True)
-        )
-        .update(
-            status=Run.Status.RUNNING,
-            lease_owner=worker,
-            lease_expires_at=now + timedelta(seconds=settings.RUN_LEASE_SECONDS),
-            updated_at=now,
-            started_at=Coalesce("started_at", Value(now)),
-        )
+    claim = {
+        "status": Run.Status.RUNNING,
+        "lease_owner": worker,
+        "lease_expires_at": now + timedelta(seconds=settings.RUN_LEASE_SECONDS),
+        "updated_at": now,
+        "started_at": Coalesce("started_at", Value(now)),
+    }
+    if Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(**claim):
+        run = Run.objects.select_related("ticket", "prompt_version").get(pk=run_id)
+        if run.started_at != now:
+            # Queued again after it had started (a decided approval): what a dead
+            # holder left started, if anything, is marked.
+            spans_mark_interrupted(run=run, worker=worker)
+        return run
+    expired = Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True)
+    held = (
+        Run.objects.filter(expired, pk=run_id, status=Run.Status.RUNNING)
+        .values("lease_owner", "lease_expires_at")
+        .first()
     )
-    if not claimed:
+    if held is None:
         return None
-    return Run.objects.select_related("ticket").get(pk=run_id)
+    with transaction.atomic():
+        # The lease is taken only from the holder just read: zero rows means
+        # another worker took it over first.
+        claimed = Run.objects.filter(
+            expired, pk=run_id, status=Run.Status.RUNNING, lease_owner=held["lease_owner"]
+        ).update(**claim)
+        if not claimed:
+            return None
+        run = Run.objects.select_related("ticket", "prompt_version").get(pk=run_id)
+        spans_mark_interrupted(run=run, worker=worker)  # what a dead holder left started
+        run_take_over(
+            run=run,
+            previous_worker=held["lease_owner"],
+            lease_expired_at=held["lease_expires_at"],
+            worker=worker,
+        )
+    return run
 
 
 class Runner:
@@ -128,11 +199,15 @@ class Runner:
         # A read-only tool's answer waits for the next write of the run (see _answer).
         self._pending_fields: dict = {}
         self._pending_spans: list[Span] = []
+        # Replays, forks and re-runs take responses and results from other sources.
+        self.replay = ReplayPlan.for_run(run)
 
     @property
     def ctx(self) -> ToolContext:
         if self._ctx is None:
             self._ctx = ToolContext.for_run(self.run)
+            if self.replay is not None:
+                self.replay.adapt_context(self._ctx)
         return self._ctx
 
     @property
@@ -149,6 +224,22 @@ class Runner:
             except LeaseLost:
                 logger.warning("run %s: lease lost, stopping", self.run.code)
                 return "lease_lost"
+            except Diverged as diverged:
+                return self._end(
+                    Run.Status.FAILED,
+                    str(diverged),
+                    spans=diverged.spans,
+                    divergence=diverged.divergence,
+                )
+            except Parked as parked:
+                try:
+                    return self._wait(parked)
+                except LeaseLost:
+                    return "lease_lost"
+            except (OperationalError, InterfaceError):
+                # The database went away: not the run's failure. Its completed steps are
+                # committed; the task tries again once the lease can be taken over.
+                raise
             except Exception as exc:
                 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -197,14 +288,19 @@ class Runner:
                 error_message=autonomy.reason,
             )
             return self._end(Run.Status.ESCALATED, autonomy.reason, spans=[span])
-        exceeded = budget_check(run=self.run)
-        decision = triage_ticket(self.ticket, budget_refusal=exceeded.reason if exceeded else None)
+        if self.replay is not None and self.replay.exact:
+            decision = self.replay.triage()
+        else:
+            exceeded = budget_check(run=self.run)
+            refusal = exceeded.reason if exceeded else None
+            decision = triage_ticket(self.ticket, budget_refusal=refusal)
         root = span_build(
             run=self.run,
             kind=Span.Kind.RUN,
             name="run",
             step=0,
             input={"ticket": str(self.ticket.code), "subject": self.ticket.subject},
+            attributes=self.replay.root_attributes() if self.replay else None,
         )
         root.span_id = self.root_span_id
         triage = span_build(
@@ -229,7 +325,11 @@ class Runner:
             self._save(
                 messages=messages,
                 triage=decision.as_dict(),
-                model=decision.route_model,
+                # A replay may name its model; a production run's is chosen by the route.
+                model=self.run.model or decision.route_model,
+                prompt_version=self.run.prompt_version
+                if self.run.prompt_version_id or self.run.mode == Run.Mode.EXACT
+                else prompt_current(),
                 input_tokens=decision.input_tokens,
                 output_tokens=decision.output_tokens,
                 cost=decision.cost,
@@ -252,14 +352,17 @@ class Runner:
         conversation = list(run.messages)
         if run.tool_results:
             conversation.append({"role": "user", "content": list(run.tool_results)})
-        client = get_model_client(model)
+        recorded = self.replay.model_client(step=step, model=model) if self.replay else None
+        client = recorded or get_model_client(model)
+        prompt = prompt_for(run.prompt_version)
 
         def call() -> ModelResponse:
+            crash_point(BEFORE_MODEL_CALL)
             return client.create(
                 model=model,
-                system=SYSTEM_PROMPT,
+                system=prompt.system,
                 messages=conversation,
-                tools=tool_definitions(),
+                tools=tool_definitions(prompt.tool_descriptions),
                 max_tokens=MAX_TOKENS,
             )
 
@@ -273,17 +376,21 @@ class Runner:
                 call=call,
                 # No side effect: the span is written once, with the step it belongs to.
                 open_first=False,
+                # A recorded response is no call to the provider: it neither waits for the
+                # provider's breaker nor teaches it anything (a replayed 500 is history).
+                downstream="" if recorded else model_downstream(model),
             )
         except CallFailed as failed:
             if failed.classification.transient:
                 return self._end(Run.Status.ESCALATED, f"The model was unavailable: {failed}")
             return self._end(Run.Status.FAILED, f"The model request was rejected: {failed}")
+        crash_point(AFTER_MODEL_CALL)
 
         usage = response.usage or {}
         input_tokens = int(usage.get("input_tokens", 0))
         output_tokens = int(usage.get("output_tokens", 0))
         cost = model_cost(model, usage)
-        reviewed = review_response(response)
+        reviewed = review_response(response, taken_ids=tool_use_ids(run.messages))
         assistant = {"role": "assistant", "content": reviewed.content}
         span_finish(
             span,
@@ -296,7 +403,9 @@ class Runner:
             attributes={
                 "stop_reason": response.stop_reason,
                 "response_id": response.id,
+                "prompt_version": prompt.label,
                 **usage_attributes(model, usage),
+                **({"source": "recording"} if recorded else {}),
             },
         )
         follow_up = [reviewed.follow_up] if reviewed.follow_up else []
@@ -315,7 +424,7 @@ class Runner:
             if reviewed.refusal:
                 return self._end(
                     Run.Status.ESCALATED,
-                    f"The model refused to continue: {response.text or '(no text)'}"[:1000],
+                    f"The model refused to continue: {reviewed.text or '(no text)'}"[:1000],
                 )
             if not follow_up and not any(b.get("type") == "tool_use" for b in reviewed.content):
                 # The turn is over: finish in the same transaction as the step.
@@ -324,7 +433,9 @@ class Runner:
 
     def _budget_or_corrections(self, *, step: int, model: str) -> str | None:
         """Before a model call: a spent budget or too many corrections escalate the run."""
-        exceeded = budget_check(run=self.run)
+        # An exact replay calls nothing and spends nothing: no budget applies to it.
+        spends = self.replay is None or not self.replay.exact
+        exceeded = budget_check(run=self.run) if spends else None
         if exceeded is not None:
             span = self._span(kind=Span.Kind.MODEL, name="budget", step=step, model=model)
             span_finish(
@@ -402,6 +513,10 @@ class Runner:
             output={"resolved": resolved.args, "notes": resolved.notes},
             attributes={"resolved_from": raw_input.get("order_id")} if resolved.notes else None,
         )
+        if self.replay is not None:
+            self.replay.check_validated(
+                step=step, tool_use=tool_use, resolved_args=resolved.args, spans=[validate]
+            )
 
         if tool.ends_run:
             result = tool.execute(resolved, self.ctx, None)
@@ -420,6 +535,8 @@ class Runner:
         if tool.idempotency_key is None:
             return False
         key = tool.idempotency_key(resolved, self.ctx)
+        if self.replay is not None:
+            return self.replay.in_ledger(key)
         return Effect.objects.filter(idempotency_key=key).exists()
 
     def finish(self) -> str:
@@ -427,6 +544,8 @@ class Runner:
         replied = Effect.objects.filter(
             ticket_id=self.ticket.pk, tool="send_reply", status=Effect.Status.SUCCEEDED
         ).exists()
+        if self.run.dry_run and self.run.reply:
+            replied = True  # the reply a dry run would have sent
         if not replied:
             return self._end(
                 Run.Status.ESCALATED, "The agent finished without sending the customer a reply."
@@ -438,6 +557,14 @@ class Runner:
     def _run_read_tool(
         self, tool: Tool, tool_use: dict, resolved: Resolved, validate: Span, step: int
     ) -> None:
+        provided = self._provided(tool, tool_use, resolved, step, spans=[validate])
+        if provided is not None:
+            return self._answer(
+                tool_use,
+                provided.content,
+                is_error=provided.is_error,
+                spans=[validate, provided.span],
+            )
         try:
             result, span = self._attempts(
                 kind=Span.Kind.TOOL,
@@ -492,6 +619,10 @@ class Runner:
             error_message=", ".join(tripped) if decision.outcome == BLOCK else "",
         )
         spans.append(policy)
+        if self.replay is not None:
+            self.replay.check_policy(
+                step=step, tool=tool.name, args=resolved.args, decision=decision, spans=spans
+            )
         if decision.outcome == BLOCK:
             return self._answer(
                 tool_use,
@@ -499,13 +630,17 @@ class Runner:
                 is_error=True,
                 spans=spans,
             )
-        if decision.outcome == APPROVAL:
+        if decision.outcome == APPROVAL and not self._settled_in_ledger(tool, resolved):
             verdict = self._approval(tool, tool_use, resolved, decision, spans, step, assistant)
             if verdict is not None:
                 return verdict if verdict != "answered" else None
 
         if tool.is_reply:
-            hold = grounding.reply_hold_reason(body=resolved.args["body"], ticket_id=self.ticket.pk)
+            hold = grounding.reply_hold_reason(
+                body=resolved.args["body"],
+                ticket_id=self.ticket.pk,
+                also_refunded_cents=self.replay.dry_refunds_cents() if self.run.dry_run else (),
+            )
             if hold:
                 reply = self._span(
                     kind=Span.Kind.REPLY,
@@ -525,17 +660,35 @@ class Runner:
 
     def _approval(self, tool, tool_use, resolved, decision, spans, step, assistant) -> str | None:
         """Returns None to go on and execute, "answered" if a result was given, or a run status."""
+        # An exact replay asks no one: the original's decision on the same call stands.
+        exact = self.replay is not None and self.replay.exact
         action = (
-            PendingAction.objects.filter(run=self.run, tool_use_id=tool_use["id"])
+            PendingAction.objects.filter(
+                run_id__in=self.replay.recorded_run_ids() if exact else [self.run.pk],
+                tool_use_id=tool_use["id"],
+            )
             .select_related("decided_by")
             .first()
         )
+        if action is None and exact:
+            raise self.replay.missing_approval(
+                step=step, tool=tool.name, tool_use=tool_use, spans=spans
+            )
         span = self._span(
             kind=Span.Kind.APPROVAL,
             name=tool.name,
             step=step,
             input=resolved.args,
         )
+        if action is None and self.run.dry_run:
+            # A dry run never asks a person: it records that one would have been asked.
+            span_finish(
+                span,
+                output={"status": "would_need_approval", "rules": decision.as_list()},
+                attributes={"dry_run": True},
+            )
+            spans.append(span)
+            return None
         if action is None:
             reasoning = "\n".join(
                 b.get("text", "") for b in assistant["content"] if b.get("type") == "text"
@@ -619,17 +772,25 @@ class Runner:
         spans.append(span)
         return None
 
-    def _ledger_begin(self, tool: Tool, key: str, resolved: Resolved, spans: list[Span], step):
+    def _ledger_begin(
+        self,
+        tool: Tool,
+        key: str,
+        resolved: Resolved,
+        spans: list[Span],
+        step: int,
+        first: _FirstAdmission,
+    ):
         """One transaction before the call: the ledger row, the lease, the spans so far.
 
         Returns (effect, created, mismatch, first_attempt); nothing is written on a
-        mismatch.
+        mismatch, nor when the breaker refuses a new key's first attempt (Parked).
         """
         first_attempt: Span | None = None
         with transaction.atomic():
             try:
                 effect, created = ledger.effect_begin(
-                    key=key, run=self.run, tool=tool.name, request=resolved.args
+                    key=key, run=self.run, tool=tool.name, request=resolved.args, admit=first.admit
                 )
             except ToolError as exc:
                 transaction.set_rollback(True)
@@ -643,7 +804,7 @@ class Runner:
                     name=tool.name,
                     step=step,
                     input=resolved.args,
-                    attributes={"idempotency_key": key, "ledger": "new"},
+                    attributes={"idempotency_key": key, "ledger": "new", **first.attributes()},
                 )
             self._save()  # renew the lease with the spans so far
             Span.objects.bulk_create([*spans, *([first_attempt] if first_attempt else [])])
@@ -653,15 +814,26 @@ class Runner:
         self, tool: Tool, tool_use: dict, resolved: Resolved, spans: list[Span], step: int
     ) -> str | None:
         key = tool.idempotency_key(resolved, self.ctx)
+        provided = self._provided(tool, tool_use, resolved, step, spans=spans, key=key)
+        if provided is not None:  # an exact replay's recorded result, or a dry run's
+            return self._answer(
+                tool_use,
+                provided.content,
+                is_error=provided.is_error,
+                spans=[*spans, provided.span],
+                reply=resolved.args["body"] if tool.is_reply and not provided.is_error else None,
+            )
+        downstream = tool.downstream(self.ctx) if tool.downstream else ""
+        first = _FirstAdmission(downstream)
         try:
             effect, created, mismatch, first_attempt = self._ledger_begin(
-                tool, key, resolved, spans, step
+                tool, key, resolved, spans, step, first
             )
         except IntegrityError:
             # Another run inserted the same key between our read and our insert:
             # this transaction was void; the second time round the read finds it.
             effect, created, mismatch, first_attempt = self._ledger_begin(
-                tool, key, resolved, spans, step
+                tool, key, resolved, spans, step, first
             )
         if mismatch is not None:
             span = self._span(
@@ -694,7 +866,9 @@ class Runner:
                 tool_use, tool, resolved, effect, step, attrs, replayed=True
             )
         if not created and tool.recover is not None:
-            # Started or unknown: the provider may have done it. Ask before any new attempt.
+            # Started or unknown: the provider may have done it. Ask before any new attempt,
+            # once the provider answers again (a parked run resumes here).
+            self._raise_if_open(downstream)
             found = tool.recover(resolved, self.ctx, key)
             if found is not None:
                 ledger.effect_complete(
@@ -708,13 +882,22 @@ class Runner:
                     tool_use, tool, resolved, effect, step, attrs, replayed=False
                 )
 
-        counted = created  # effect_begin counted the first attempt of a new key
+        counted = created  # _ledger_begin counted the first attempt of a new key
+        attempted = False
 
         def call() -> dict:
-            nonlocal counted
+            nonlocal counted, attempted
             if not counted:
                 ledger.effect_attempted(effect)
             counted = False
+            if attempted and tool.recover is not None:
+                # The last attempt may have committed; a provider that ignores keys would pay
+                # again, so ask its records first.
+                found = tool.recover(resolved, self.ctx, key)
+                if found is not None:
+                    return found
+            attempted = True
+            crash_point(AFTER_LEDGER_WRITE)
             return tool.execute(resolved, self.ctx, key)
 
         try:
@@ -726,6 +909,8 @@ class Runner:
                 call=call,
                 attributes=attrs,
                 opened=first_attempt,
+                admitted=first.verdict,
+                downstream=downstream,
             )
         except CallFailed as failed:
             c = failed.classification
@@ -750,6 +935,7 @@ class Runner:
                     spans=[],
                     reply=None,
                 )
+        crash_point(AFTER_GATEWAY_COMMIT)
         span_finish(span, output=result)
         with transaction.atomic():
             ledger.effect_complete(
@@ -810,15 +996,30 @@ class Runner:
         attributes=None,
         open_first=True,
         opened: Span | None = None,
+        admitted: Verdict | None = None,
+        downstream="",
     ):
         """Call with bounded retries of transient errors; each attempt is a span.
 
         Returns (result, span) with the successful attempt's span still open, to be
-        finished and saved with the state change. Raises CallFailed otherwise.
-        `opened` is the first attempt's span when the caller already saved it.
+        finished and saved with the state change. Raises CallFailed otherwise, or
+        Parked when the downstream's breaker is open or its retry budget is spent:
+        then nothing is called and the run waits (see _wait).
+        `opened` is the first attempt's span when the caller already saved it, and
+        `admitted` the breaker's verdict the caller already took for that attempt.
         """
+        breaker = breaker_for(downstream) if downstream else None
         limit = max_attempts()
         for attempt in range(1, limit + 1):
+            guard = {}
+            if breaker is not None:
+                if attempt == 1 and admitted is not None:
+                    verdict = admitted  # admitted once, before the ledger counted it
+                else:
+                    verdict = breaker.admit(retry=attempt > 1)
+                if not verdict.allowed:
+                    raise Parked(downstream, verdict)
+                guard = verdict.attributes(downstream)
             if attempt == 1 and opened is not None:
                 span = opened
             else:
@@ -829,17 +1030,19 @@ class Runner:
                     attempt=attempt,
                     model=model,
                     input=span_input,
-                    attributes=attributes,
+                    attributes={**(attributes or {}), **guard} if guard else attributes,
                 )
                 if open_first:
                     # Written before the outside call: a crash leaves it visibly unfinished.
                     span.save()
             try:
-                return call(), span
+                result = call()
             except Exception as exc:
                 c = classify(exc)
                 if c.code in {"SoftTimeLimitExceeded"}:
                     raise
+                # The downstream answered (a 4xx is an answer) unless the error is transient.
+                state = breaker.record(ok=not c.transient) if breaker is not None else ""
                 span_finish(
                     span,
                     error_class=c.error_class,
@@ -848,13 +1051,78 @@ class Runner:
                         "code": c.code,
                         "retry_after": c.retry_after,
                         "outcome_unknown": c.outcome_unknown,
+                        **({"breaker.state_after": state} if state else {}),
                     },
                 )
                 span.save()
+                if state == OPEN and c.retryable:
+                    # This failure opened the breaker: wait for the downstream, do not give up.
+                    raise Parked(downstream, breaker.admit(retry=True)) from exc
                 if not (c.retryable and attempt < limit):
                     raise CallFailed(exc, c, attempt) from exc
                 time.sleep(backoff_delay(attempt, retry_after=c.retry_after))
+            else:
+                if breaker is not None:
+                    breaker.record(ok=True)
+                return result, span
         raise AssertionError("unreachable")
+
+    def _raise_if_open(self, downstream: str) -> None:
+        if downstream:
+            verdict = breaker_for(downstream).peek()
+            if not verdict.allowed:
+                raise Parked(downstream, verdict)
+
+    def _wait(self, parked: Parked) -> str:
+        """Park the run until its downstream may answer: release the lease, come back later.
+
+        The run stays running with nobody holding it and its lease ending at the retry
+        time; the task retries itself for then (agentops.tasks), and the sweeper takes
+        any run whose lease ended, should that retry be lost. Nothing is failed or
+        escalated unless the run has already waited RUN_MAX_PARKS times.
+        """
+        verdict, downstream = parked.verdict, parked.downstream
+        waited = Span.objects.filter(run=self.run, kind=Span.Kind.POLICY).filter(
+            Q(name__startswith="circuit_open ") | Q(name__startswith="retry_budget ")
+        )
+        waits = waited.count() + 1
+        now = timezone.now()
+        delay = max(verdict.wait_seconds, 0.0) + 0.5  # a margin past the cool-down's end
+        retry_at = now + timedelta(seconds=delay)
+        span = self._span(
+            kind=Span.Kind.POLICY,
+            name=str(parked)[:100],
+            step=self.run.model_calls,
+            attributes={**verdict.attributes(downstream), "retry_at": retry_at.isoformat()},
+        )
+        output = {
+            "reason": verdict.reason,
+            "downstream": downstream,
+            "breaker_state": verdict.state,
+            "retry_at": retry_at.isoformat(),
+            "waits": waits,
+        }
+        if waits > settings.RUN_MAX_PARKS:
+            span_finish(span, output=output, error_class=TRANSIENT, error_message=str(parked))
+            return self._end(
+                Run.Status.ESCALATED,
+                f"{downstream} stayed unavailable: the run waited {waits - 1} times.",
+                spans=[span],
+            )
+        span_finish(span, output=output)
+        with transaction.atomic():
+            # A read tool's deferred answer (see _answer) is kept, not read again.
+            released = Run.objects.filter(
+                pk=self.run.pk, lease_owner=self.worker, status=Run.Status.RUNNING
+            ).update(
+                **self._pending_fields, lease_owner="", lease_expires_at=retry_at, updated_at=now
+            )
+            if not released:
+                raise LeaseLost(self.run.pk)
+            self._pending_fields = {}
+            _save_spans([*self._flush_pending_spans(), span])
+        logger.info("run %s waits for %s until %s", self.run.code, downstream, retry_at)
+        return WAITING
 
     def _answer(
         self,
@@ -872,6 +1140,14 @@ class Runner:
         the answer and its spans go out with the run's next write, in the same
         transaction. A crash before then repeats the read, which changes nothing.
         """
+        if self.replay is not None:
+            self.replay.check_answer(
+                step=self.run.model_calls,
+                tool_use=tool_use,
+                content=content,
+                is_error=is_error,
+                spans=spans,
+            )
         block = {
             "type": "tool_result",
             "tool_use_id": tool_use.get("id"),
@@ -943,7 +1219,14 @@ class Runner:
         *,
         spans: list[Span] | None = None,
         held_reply: str | None = None,
+        divergence: dict | None = None,
     ) -> str:
+        if divergence is None and self.replay is not None:
+            divergence = self.replay.end_divergence(
+                status=status, reason=reason, step=self.run.model_calls
+            )
+            if divergence is not None:
+                status, reason = Run.Status.FAILED, divergence_text(divergence)
         now = timezone.now()
         fields = {
             **self._pending_fields,
@@ -954,6 +1237,8 @@ class Runner:
             "lease_expires_at": None,
             "updated_at": now,
         }
+        if divergence is not None:
+            fields["divergence"] = divergence
         with transaction.atomic(savepoint=False):
             updated = Run.objects.filter(
                 pk=self.run.pk, lease_owner=self.worker, status=Run.Status.RUNNING
@@ -977,6 +1262,31 @@ class Runner:
         for name, value in fields.items():
             setattr(self.run, name, value)
         return status
+
+    # --- replays -------------------------------------------------------------------
+
+    def _provided(self, tool, tool_use, resolved, step, *, spans: list[Span], key: str = ""):
+        """A result that is not executed (recorded, dry run, given), or None to execute."""
+        if self.replay is None:
+            return None
+        return self.replay.provided(
+            tool=tool,
+            tool_use=tool_use,
+            args=resolved.args,
+            step=step,
+            key=key,
+            span=self._span,
+            spans=spans,
+        )
+
+    def _settled_in_ledger(self, tool: Tool, resolved: Resolved) -> bool:
+        """A re-run asks no one to approve what the ledger already settled for the ticket."""
+        if self.replay is None or self.replay.exact or self.run.dry_run:
+            return False
+        key = tool.idempotency_key(resolved, self.ctx)
+        return Effect.objects.filter(
+            idempotency_key=key, status__in=[Effect.Status.SUCCEEDED, Effect.Status.FAILED]
+        ).exists()
 
     def _release_lease(self) -> None:
         Run.objects.filter(pk=self.run.pk, lease_owner=self.worker).update(

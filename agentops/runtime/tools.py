@@ -111,12 +111,14 @@ class Tool:
     recover: Callable[[Resolved, ToolContext, str], dict | None] | None = None
     is_reply: bool = False
     ends_run: bool = False
+    # The outside service the executor calls, for its circuit breaker ("payments:stripe").
+    downstream: Callable[[ToolContext], str] | None = None
 
-    def definition(self) -> dict:
-        """The tool as the Messages API expects it."""
+    def definition(self, description: str | None = None) -> dict:
+        """The tool as the Messages API expects it (with another description, if given)."""
         return {
             "name": self.name,
-            "description": self.description,
+            "description": description or self.description,
             "input_schema": _input_schema(self.schema),
         }
 
@@ -170,6 +172,8 @@ def _same_customer(order: OrderInfo, ctx: ToolContext) -> None:
 
 def _lookup_resolve(args: LookupOrderArgs, ctx: ToolContext) -> Resolved:
     order, notes = _resolve_order(args.order_id, ctx)
+    # An order holds its customer's name, email and address of delivery: not for others.
+    _same_customer(order, ctx)
     return Resolved(args={"order_id": order.order_id}, notes=notes, order=order)
 
 
@@ -186,7 +190,15 @@ def _lookup_execute(resolved: Resolved, ctx: ToolContext, key: str | None) -> di
 
 
 def _find_resolve(args: FindOrdersArgs, ctx: ToolContext) -> Resolved:
-    return Resolved(args={"customer_email": args.customer_email.lower()})
+    email = args.customer_email.lower()
+    if email != ctx.ticket.customer_email.lower():
+        raise ToolError(
+            "Only the orders of the customer who wrote this ticket can be listed "
+            f"({ctx.ticket.customer_email}).",
+            code="orders_of_another_customer",
+            error_class=TERMINAL,
+        )
+    return Resolved(args={"customer_email": email})
 
 
 def _find_execute(resolved: Resolved, ctx: ToolContext, key: str | None) -> dict:
@@ -338,6 +350,7 @@ TOOLS: dict[str, Tool] = {
             side_effect=True,
             idempotency_key=_refund_key,
             recover=_refund_recover,
+            downstream=lambda ctx: f"payments:{ctx.gateway.name}",
         ),
         Tool(
             name="send_reply",
@@ -361,8 +374,10 @@ TOOLS: dict[str, Tool] = {
 }
 
 
-def tool_definitions() -> list[dict]:
-    return [tool.definition() for tool in TOOLS.values()]
+def tool_definitions(descriptions: dict[str, str] | None = None) -> list[dict]:
+    """Every tool for the model; `descriptions` (a prompt version's) replace built-in ones."""
+    descriptions = descriptions or {}
+    return [tool.definition(descriptions.get(tool.name)) for tool in TOOLS.values()]
 
 
 def canonical_json(value) -> str:

@@ -23,6 +23,7 @@ PAYMENT = "pi_3PaaaaaaaaaaaaaaaaaaaaaA"
 
 @pytest.fixture(autouse=True)
 def no_faults(settings):
+    settings.GATEWAY_LEGACY = False
     settings.GATEWAY_LATENCY_MS = 0
     settings.GATEWAY_SERVER_ERROR = 0.0
     settings.GATEWAY_RATE_LIMIT = 0.0
@@ -69,7 +70,8 @@ def test_it_stores_a_refund_in_its_own_records(charge):
     assert result.refund_id.startswith("re_")
     assert (row.payment_ref, row.amount_cents, row.currency) == (PAYMENT, 2500, "USD")
     assert row.idempotency_key == "key-1"
-    assert row.metadata == {"ticket": "t-1"}
+    # The ledger key travels in the metadata too, as the Stripe adapter sends it.
+    assert row.metadata == {"ticket": "t-1", "ledger_key": "key-1"}
 
 
 def test_it_returns_the_same_refund_for_the_same_key_and_request(charge):
@@ -333,3 +335,86 @@ def test_concurrent_refunds_with_different_keys_never_exceed_the_charge(charge):
     assert len(made) == 3
     assert rejected == ["charge_already_refunded"] * 3
     assert sum(r.amount_cents for r in ProviderRefund.objects.all()) == 7500
+
+
+# --- a legacy provider: it ignores idempotency keys --------------------------------
+
+
+def test_a_legacy_provider_pays_again_for_the_same_key(charge, settings):
+    settings.GATEWAY_LEGACY = True
+
+    first = refund(2500, key="key-1")
+    second = refund(2500, key="key-1")
+
+    assert first.refund_id != second.refund_id
+    rows = list(ProviderRefund.objects.order_by("pk"))
+    assert [r.amount_cents for r in rows] == [2500, 2500]
+    assert [r.idempotency_key for r in rows] == [None, None]
+    assert [r.metadata["ledger_key"] for r in rows] == ["key-1", "key-1"]
+
+
+def test_a_legacy_provider_still_refuses_more_than_is_left(charge, settings):
+    settings.GATEWAY_LEGACY = True
+    refund(5000, key="key-1")
+
+    with pytest.raises(ProviderRejected) as caught:
+        refund(5000, key="key-1")
+
+    assert caught.value.code == "amount_too_large"
+
+
+def test_a_refund_at_a_legacy_provider_is_found_by_the_metadata_we_sent(charge, settings):
+    settings.GATEWAY_LEGACY = True
+    settings.GATEWAY_TIMEOUT_AFTER_COMMIT = 1.0
+
+    with pytest.raises(ProviderTimeout):
+        refund(2500, key="key-1")
+
+    gateway = SimulatedGateway()
+    found = gateway.find_refund(payment_ref=PAYMENT, idempotency_key="key-1")
+    assert found is not None
+    assert found.refund_id == ProviderRefund.objects.get().refund_id
+    assert found.ledger_key == "key-1"
+    assert gateway.find_refund(payment_ref=PAYMENT, idempotency_key="key-2") is None
+
+
+def test_the_ledger_alone_prevents_a_duplicate_at_a_legacy_provider_that_times_out(
+    charge, settings, enqueued_runs
+):
+    """The seed incident against a provider without idempotency: one refund, not two.
+
+    Every first attempt on the payment commits and then times out; the retry must ask
+    the provider's records (by the key in the metadata) before paying again.
+    """
+    from agentops.models import Effect, Run
+    from agentops.reconciliation import reconciliation_report
+    from agentops.runtime.loop import run_advance
+    from agentops.services import ticket_submit
+
+    settings.GATEWAY_LEGACY = True
+    settings.RETRY_BASE_DELAY_SECONDS = 0.001
+    settings.RETRY_MAX_DELAY_SECONDS = 0.01
+    settings.OFFLINE_MODEL_LATENCY_MS = 0
+    ScriptedFault.objects.create(
+        payment_ref=PAYMENT, kind=ScriptedFault.Kind.TIMEOUT_AFTER_COMMIT, remaining=3
+    )
+    run = ticket_submit(
+        customer_email="ada@example.com",
+        subject="Broken mug",
+        body="The mug in ORD-10001 arrived cracked. Please refund $25.00 for it.",
+    ).run
+
+    assert run_advance(run_id=run.pk, worker="w1") == Run.Status.RESOLVED
+
+    assert ProviderRefund.objects.filter(payment_ref=PAYMENT).count() == 1
+    effect = Effect.objects.get(tool="issue_refund")
+    assert effect.status == Effect.Status.SUCCEEDED
+    # Two attempts, one span each: the call that timed out, then a look-up that found it.
+    assert effect.attempts == 2
+    tool_spans = run.spans.filter(kind="tool", name="issue_refund").order_by("attempt")
+    assert [(s.attempt, s.status) for s in tool_spans] == [(1, "error"), (2, "ok")]
+    assert effect.provider_ref == ProviderRefund.objects.get().refund_id
+    assert ScriptedFault.objects.get().remaining == 2  # the fault really fired once
+    report = reconciliation_report()
+    assert report.duplicates == []
+    assert report.clean, report.counts

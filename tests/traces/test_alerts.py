@@ -11,6 +11,7 @@ from django.core import mail
 from django.utils import timezone
 
 from agentops.models import Run
+from traces.alerts import alert_value
 from traces.models import AlertRule, Incident
 from traces.services import alerts_check
 
@@ -39,9 +40,9 @@ def webhook(settings):
     server.server_close()
 
 
-def finished(make_run, status, *, minutes_ago=5, seconds=10):
+def finished(make_run, status, *, minutes_ago=5, seconds=10, **fields):
     end = timezone.now() - timedelta(minutes=minutes_ago)
-    return make_run(status, started_at=end - timedelta(seconds=seconds), finished_at=end)
+    return make_run(status, started_at=end - timedelta(seconds=seconds), finished_at=end, **fields)
 
 
 def check(capture):
@@ -141,3 +142,13 @@ def test_admins_set_thresholds_in_the_admin(client, admin_user):
     assert rule.threshold == Decimal("5")
     assert client.get("/admin/traces/incident/").status_code == 200
     assert client.get("/admin/traces/incident/add/").status_code == 403
+
+
+def test_replays_that_fail_on_purpose_do_not_raise_the_error_rate(make_run):
+    rule = AlertRule.objects.create(
+        name="Failures", metric=AlertRule.Metric.ERROR_RATE, threshold=Decimal("25")
+    )
+    production = finished(make_run, Run.Status.RESOLVED)
+    # A diverged exact replay ends failed: that is its finding, not an outage.
+    finished(make_run, Run.Status.FAILED, mode=Run.Mode.EXACT, replay_of=production)
+    assert alert_value(rule=rule, now=timezone.now()) == Decimal(0)

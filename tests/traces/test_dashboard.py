@@ -208,3 +208,17 @@ def test_the_spend_tile_shows_today_against_the_daily_cap(lead_client, settings)
 
     assert page.context["data"].spend_today == 1.25
     assert b"of the $50.00 daily cap" in page.content
+
+
+def test_replays_do_not_count_as_outcomes_but_their_spend_does(lead_client, week, make_run):
+    original = Run.objects.filter(status=Run.Status.RESOLVED).first()
+    make_run(
+        Run.Status.FAILED,
+        mode=Run.Mode.FORK,
+        replay_of=original,
+        cost=Decimal("0.50"),
+        created_at=timezone.now() - timedelta(hours=2),
+    )
+    data = lead_client.get(reverse("dashboard"), {"days": 7}).context["data"]
+    assert data.runs == 6 and dict((s, n) for s, _, n in data.outcomes)["failed"] == 1
+    assert data.spend == pytest.approx(0.81)  # the fork's live model calls cost money

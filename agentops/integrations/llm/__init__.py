@@ -16,13 +16,19 @@ class ModelResponse:
     usage: dict = field(default_factory=dict)  # input_tokens, output_tokens, cache_*
     id: str = ""
 
+    # Both read content as the model sent it, which may be malformed: blocks that are
+    # not objects and texts that are not strings are skipped, not crashed on.
     @property
     def tool_uses(self) -> list[dict]:
-        return [b for b in self.content if b.get("type") == "tool_use"]
+        return [b for b in self.content if isinstance(b, dict) and b.get("type") == "tool_use"]
 
     @property
     def text(self) -> str:
-        return "\n".join(b.get("text", "") for b in self.content if b.get("type") == "text")
+        return "\n".join(
+            b["text"]
+            for b in self.content
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        )
 
 
 class ModelClient(Protocol):

@@ -14,6 +14,10 @@ Faults, read from settings at every call so tests can change them:
 - GATEWAY_TIMEOUT_AFTER_COMMIT: probability that a call which committed a new
   refund answers with a timeout instead of the refund.
 - GATEWAY_FAULT_SEED (optional): seeds the random draws, for reproducible runs.
+- GATEWAY_LEGACY: a provider that ignores idempotency keys. A repeated call pays
+  again; only the metadata we send (ticket, order, run, and the ledger key, as
+  the Stripe adapter sends it) lets us find a refund it made. This is the
+  provider the effect ledger must protect us from on its own.
 
 ScriptedFault rows inject a given fault for one payment, `remaining` more times,
 whatever the probabilities say.
@@ -31,7 +35,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 
 from agentops.integrations.errors import (
     IdempotencyConflict,
@@ -46,6 +50,7 @@ from agentops.simgateway.models import ProviderRefund, ScriptedFault
 
 PROVIDER = "simulated"
 RATE_LIMIT_RETRY_AFTER = 0.05
+LEDGER_KEY = "ledger_key"  # the metadata field carrying our key (as in the Stripe adapter)
 
 _UNSEEDED = object()
 _rng = random.Random()
@@ -71,6 +76,10 @@ def _draw(probability: float) -> bool:
             _rng.seed(seed)
             _rng_seed = seed
         return _rng.random() < probability
+
+
+def _legacy() -> bool:
+    return bool(getattr(settings, "GATEWAY_LEGACY", False))
 
 
 def request_hash(*, payment_ref: str, amount_cents: int, currency: str) -> str:
@@ -135,12 +144,15 @@ class SimulatedGateway:
 
         currency = currency.upper()
         digest = request_hash(payment_ref=payment_ref, amount_cents=amount_cents, currency=currency)
+        # The client's side, like the Stripe adapter: our key also travels in the metadata,
+        # so a refund can be found by it at a provider that ignores the idempotency key.
+        metadata = {**metadata, LEDGER_KEY: idempotency_key}
         try:
             refund, created, timeout_scripted = self._create(
                 payment_ref=payment_ref,
                 amount_cents=amount_cents,
                 currency=currency,
-                idempotency_key=idempotency_key,
+                idempotency_key=None if _legacy() else idempotency_key,
                 digest=digest,
                 metadata=metadata,
             )
@@ -166,9 +178,13 @@ class SimulatedGateway:
         return refund
 
     def find_refund(self, *, payment_ref: str, idempotency_key: str) -> GatewayRefund | None:
-        row = ProviderRefund.objects.filter(
-            payment_ref=payment_ref, idempotency_key=idempotency_key
-        ).first()
+        # By the key where the provider kept it, else by the metadata we sent (legacy mode).
+        row = (
+            ProviderRefund.objects.filter(payment_ref=payment_ref)
+            .filter(Q(idempotency_key=idempotency_key) | Q(metadata__ledger_key=idempotency_key))
+            .order_by("created_at", "pk")
+            .first()
+        )
         return _as_gateway_refund(row) if row else None
 
     def list_refunds(
@@ -215,13 +231,14 @@ class SimulatedGateway:
         payment_ref: str,
         amount_cents: int,
         currency: str,
-        idempotency_key: str,
+        idempotency_key: str | None,
         digest: str,
         metadata: dict,
     ) -> tuple[GatewayRefund, bool, bool]:
         """Answer a replay, or validate and commit one refund.
 
-        Returns (refund, created, whether a scripted timeout_after_commit fired).
+        With no key (legacy mode) every call is new. Returns (refund, created,
+        whether a scripted timeout_after_commit fired).
         """
         with transaction.atomic():
             # Lock the charge so two refunds on one payment cannot both pass the
@@ -232,9 +249,10 @@ class SimulatedGateway:
                 .order_by("pk")
                 .first()
             )
-            existing = ProviderRefund.objects.filter(idempotency_key=idempotency_key).first()
-            if existing is not None:
-                return self._replay(existing, digest), False, False
+            if idempotency_key is not None:
+                existing = ProviderRefund.objects.filter(idempotency_key=idempotency_key).first()
+                if existing is not None:
+                    return self._replay(existing, digest), False, False
 
             if amount_cents <= 0:
                 raise ProviderRejected(

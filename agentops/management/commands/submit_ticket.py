@@ -18,6 +18,12 @@ class Command(BaseCommand):
         parser.add_argument("--external-id", default=None, help="Idempotency: same id, same run")
 
     def handle(self, *args, email: str, subject: str, body: str, external_id: str | None, **opts):
+        for name, value in (("email", email), ("subject", subject), ("body", body)):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                # Bytes that were not UTF-8 on the command line reach us as lone surrogates.
+                raise CommandError(f"--{name} is not valid UTF-8 text") from exc
         try:
             validate_email(email)
         except ValidationError as exc:
