@@ -67,7 +67,8 @@ logger = logging.getLogger(__name__)
 
 MAX_TOKENS = 1024
 # A save less than this after the last renewal keeps the lease as it is: the
-# margin before another worker may take over stays within this of the full lease.
+# margin before another worker may take over stays within this of the full lease
+# (within half of it, for a lease shorter than twice this: see Runner._save).
 LEASE_RENEWAL_SLACK = timedelta(seconds=5)
 # What run_advance returns for a run parked until its downstream may answer again.
 WAITING = "waiting"
@@ -1184,7 +1185,10 @@ class Runner:
         fields = {**self._pending_fields, **fields}
         lease = timedelta(seconds=settings.RUN_LEASE_SECONDS)
         expires = self.run.lease_expires_at
-        if expires is None or expires - now < lease - LEASE_RENEWAL_SLACK:
+        # A short lease (tests, chaos runs) is renewed once half of it is gone, so a
+        # live worker never runs on a lease that has already expired.
+        slack = min(LEASE_RENEWAL_SLACK, lease / 2)
+        if expires is None or expires - now < lease - slack:
             # Not renewed again within seconds of the last renewal: lease_expires_at
             # is indexed (run_open_lease), so changing it makes a save a non-HOT
             # update that writes an entry in every index of the run table.

@@ -164,3 +164,24 @@ def test_a_save_right_after_a_renewal_keeps_the_lease_and_a_later_one_renews_it(
     runner._save(step_count=2)
     assert Run.objects.get(pk=run.pk).lease_expires_at > claimed_until
     assert Run.objects.get(pk=run.pk).step_count == 2
+
+
+def test_a_short_lease_is_renewed_once_half_of_it_is_gone(standard_ticket, settings):
+    """A lease shorter than twice the slack (tests, chaos) never runs out under a live worker."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agentops.runtime.loop import Runner, _claim
+
+    settings.RUN_LEASE_SECONDS = 4
+    run = _claim(run_id=standard_ticket.pk, worker="lessee")
+    runner = Runner(run, "lessee")
+    half_gone = timezone.now() + timedelta(seconds=1.9)  # 1.9 s of 4 left, none expired
+    Run.objects.filter(pk=run.pk).update(lease_expires_at=half_gone)
+    run.lease_expires_at = half_gone
+
+    runner._save(step_count=1)
+
+    renewed = Run.objects.get(pk=run.pk).lease_expires_at
+    assert renewed - timezone.now() > timedelta(seconds=3)
