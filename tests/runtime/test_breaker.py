@@ -370,3 +370,25 @@ def test_a_refund_parked_before_its_first_attempt_counts_no_attempt_and_pays_onc
     assert attempt.attributes["ledger"] == "new"
     assert ProviderRefund.objects.filter(payment_ref=order.payment_ref).count() == 1
     assert payments.state == CLOSED
+
+
+def test_a_read_tools_answer_is_kept_when_the_next_model_call_parks(
+    tight, scripted, make_order, submit
+):
+    """The lookup's answer waits for the run's next write; parking is that write."""
+    from tests.runtime.conftest import tool_use
+
+    tight.BREAKER_FAILURE_THRESHOLD = 1
+    tight.BREAKER_FAILURE_RATE = 0.1
+    order = make_order()
+    lookup = tool_use("lookup_order", {"order_id": order.order_id})
+    model = scripted([lookup], ProviderUnavailable("503", status_code=503))
+    run = submit(f"Where is {order.order_id}?")
+
+    assert run_advance(run_id=run.pk, worker="w1") == WAITING
+
+    assert len(model.calls) == 2
+    run.refresh_from_db()
+    assert [r["tool_use_id"] for r in run.tool_results] == [lookup["id"]]
+    assert run.spans.filter(kind="tool", name="lookup_order", status="ok").count() == 1
+    assert run.spans.filter(kind="validate", name="lookup_order").count() == 1
