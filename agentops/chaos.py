@@ -544,7 +544,8 @@ def _count(report: ChaosReport, *, ours, tag: str, submitted: int) -> None:
     report.silent_examples = examples[:5]
     spans = Span.objects.filter(run__in=ours)
     report.retries = spans.filter(attempt__gt=1).count()
-    report.interrupted_steps = spans.filter(error_message__startswith=f"{INTERRUPTED}:").count()
+    # One takeover span per step a killed worker left unfinished (runtime.interrupted).
+    report.interrupted_steps = spans.filter(kind=Span.Kind.POLICY, name=INTERRUPTED).count()
     report.provider_refunds = ProviderRefund.objects.filter(metadata__ticket__in=codes).count()
 
 

@@ -5,6 +5,8 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from agentops.bench.runner import write_transactions
+
 
 def _real_services() -> bool:
     return connection.vendor == "postgresql" and not settings.CELERY_BROKER_URL.startswith(
@@ -32,7 +34,58 @@ def test_it_prints_throughput_latency_writes_and_memory_against_the_floor(capsys
         "ratio agentops / floor",
         "write transactions / ticket",
         "WAL bytes / ticket",
+        "new connections / ticket",
+        "SQL statements",
+        "write transactions",
         "enqueue -> resolved",
         "worker RSS",
     ):
         assert figure in out
+
+
+def _queries(*sql: str) -> list[dict]:
+    return [{"sql": s, "time": "0.000"} for s in sql]
+
+
+def test_it_counts_a_transaction_once_however_many_rows_it_writes():
+    queries = _queries(
+        "BEGIN",
+        'UPDATE "agentops_run" SET x = 1',
+        'INSERT INTO "traces_span" VALUES (1)',
+        "SAVEPOINT s1",
+        'INSERT INTO "agentops_effect" VALUES (1)',
+        "RELEASE SAVEPOINT s1",
+        "COMMIT",
+    )
+    assert write_transactions(queries) == 1
+
+
+def test_it_counts_each_autocommit_write_and_no_read_only_transaction():
+    queries = _queries(
+        'UPDATE "agentops_run" SET x = 1',
+        'SELECT 1 FROM "agentops_run"',
+        "BEGIN",
+        'SELECT 1 FROM "agentops_run"',
+        "COMMIT",
+        'INSERT INTO "traces_span" VALUES (1)',
+        "BEGIN",
+        'SELECT 1 FROM "agentops_run" FOR UPDATE',
+        "COMMIT",
+    )
+    assert write_transactions(queries) == 3
+
+
+def test_inside_a_test_transaction_an_outermost_savepoint_is_a_transaction():
+    queries = _queries(
+        "SAVEPOINT s1",
+        'UPDATE "agentops_run" SET x = 1',
+        "SAVEPOINT s2",
+        'INSERT INTO "agentops_effect" VALUES (1)',
+        "ROLLBACK TO SAVEPOINT s2",
+        "RELEASE SAVEPOINT s2",
+        "RELEASE SAVEPOINT s1",
+        "SAVEPOINT s3",
+        'SELECT 1 FROM "agentops_run"',
+        "RELEASE SAVEPOINT s3",
+    )
+    assert write_transactions(queries) == 1

@@ -10,6 +10,7 @@ same run, on the same database, broker and worker processes.
 from __future__ import annotations
 
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max
+from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
 from agentops.bench.floor import TABLE, bench_floor_ticket
@@ -31,6 +33,17 @@ from agentops.shop.models import Customer, Order
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# The workload's settings: no model or gateway latency, no injected faults.
+WORKLOAD_ENV = {
+    "OFFLINE_MODEL_LATENCY_MS": "0",
+    "GATEWAY_LATENCY_MS": "0",
+    "GATEWAY_TIMEOUT_AFTER_COMMIT": "0",
+    "GATEWAY_RATE_LIMIT": "0",
+    "GATEWAY_SERVER_ERROR": "0",
+    "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+    "LOG_LEVEL": "WARNING",
+}
+
 
 @dataclass
 class DbCounters:
@@ -39,6 +52,7 @@ class DbCounters:
     inserted: int
     updated: int
     deleted: int
+    sessions: int
 
     @classmethod
     def read(cls) -> DbCounters:
@@ -47,11 +61,11 @@ class DbCounters:
             cursor.execute("SELECT pg_current_xact_id()::text::bigint, pg_current_wal_lsn()::text")
             xid, lsn = cursor.fetchone()
             cursor.execute(
-                "SELECT tup_inserted, tup_updated, tup_deleted FROM pg_stat_database "
+                "SELECT tup_inserted, tup_updated, tup_deleted, sessions FROM pg_stat_database "
                 "WHERE datname = current_database()"
             )
-            inserted, updated, deleted = cursor.fetchone()
-        return cls(xid, lsn, inserted, updated, deleted)
+            inserted, updated, deleted, sessions = cursor.fetchone()
+        return cls(xid, lsn, inserted, updated, deleted, sessions)
 
     def minus(self, before: DbCounters) -> dict:
         with connection.cursor() as cursor:
@@ -64,6 +78,8 @@ class DbCounters:
             "rows_written": (self.inserted - before.inserted)
             + (self.updated - before.updated)
             + (self.deleted - before.deleted),
+            # New PostgreSQL sessions: a worker that reconnects per task shows 1 here.
+            "connections": self.sessions - before.sessions,
         }
 
 
@@ -83,6 +99,10 @@ class Workers:
     queue: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
     process: subprocess.Popen | None = None
     log: Path | None = None
+
+    @property
+    def node(self) -> str:
+        return f"{self.queue}@{socket.gethostname()}"
 
     def start(self) -> None:
         self.log = Path(settings.VAR_DIR) / f"{self.queue}.log"
@@ -104,10 +124,10 @@ class Workers:
                 "--without-mingle",
                 "--without-heartbeat",
                 "-n",
-                f"{self.queue}@%h",
+                self.node,
             ],
             cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": database_url(), **self.env},
+            env={**os.environ, "DATABASE_URL": database_url(), **WORKLOAD_ENV, **self.env},
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,
         )
@@ -115,11 +135,28 @@ class Workers:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited:\n{self.log.read_text()[-2000:]}")
-            if len(self.children()) >= self.processes:
-                time.sleep(1.0)  # let the consumer connect
+            if len(self.children()) >= self.processes and self._ping():
                 return
             time.sleep(0.2)
         raise RuntimeError("workers did not start in 60 s")
+
+    def _ping(self) -> bool:
+        from agentops.celery import app
+
+        return bool(app.control.ping(destination=[self.node], timeout=0.5))
+
+    def consume(self, queue: str) -> None:
+        """Start consuming a queue that was filled beforehand (remote control, no restart)."""
+        from agentops.celery import app
+
+        replies = app.control.add_consumer(queue, destination=[self.node], reply=True, timeout=5)
+        if not replies:
+            raise RuntimeError(f"the worker did not start consuming {queue}")
+
+    def stop_consuming(self, queue: str) -> None:
+        from agentops.celery import app
+
+        app.control.cancel_consumer(queue, destination=[self.node], reply=True, timeout=5)
 
     def children(self) -> list[int]:
         path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
@@ -191,16 +228,24 @@ def _wait(predicate, timeout: float, what: str) -> None:
     raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
 
 
-def measure_agentops(count: int, *, queue: str) -> dict:
+def _round_queue() -> str:
+    return f"bench-round-{uuid.uuid4().hex[:8]}"
+
+
+def measure_agentops(count: int, *, workers: Workers) -> dict:
+    """Throughput of `count` tickets enqueued beforehand, so enqueueing does not pace them."""
     from agentops.tasks import advance_run
 
     run_ids = tickets_create(count, tag=uuid.uuid4().hex[:8])
-    before = DbCounters.read()
-    started = timezone.now()
+    queue = _round_queue()
     for run_id in run_ids:
         advance_run.apply_async((run_id,), queue=queue)
+    before = DbCounters.read()
+    started = timezone.now()
+    workers.consume(queue)
     unfinished = Run.objects.filter(pk__in=run_ids).exclude(status__in=Run.FINAL_STATUSES)
     _wait(lambda: not unfinished.exists(), timeout=600, what="agentops runs")
+    workers.stop_consuming(queue)
     finished = Run.objects.filter(pk__in=run_ids).aggregate(last=Max("finished_at"))["last"]
     after = DbCounters.read()
     not_resolved = Run.objects.filter(pk__in=run_ids).exclude(status=Run.Status.RESOLVED).count()
@@ -215,12 +260,14 @@ def measure_agentops(count: int, *, queue: str) -> dict:
     }
 
 
-def measure_floor(count: int, *, queue: str) -> dict:
+def measure_floor(count: int, *, workers: Workers) -> dict:
     base = 1_000_000_000 + int(time.time() * 1000) % 1_000_000_000
-    before = DbCounters.read()
-    started = timezone.now()
+    queue = _round_queue()
     for i in range(count):
         bench_floor_ticket.apply_async((base + i,), queue=queue)
+    before = DbCounters.read()
+    started = timezone.now()
+    workers.consume(queue)
 
     def done() -> bool:
         with connection.cursor() as cursor:
@@ -228,6 +275,7 @@ def measure_floor(count: int, *, queue: str) -> dict:
             return cursor.fetchone()[0] >= 5 * count
 
     _wait(done, timeout=600, what="floor tasks")
+    workers.stop_consuming(queue)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT max(created_at) FROM {TABLE} WHERE ticket >= %s", [base])  # noqa: S608
         finished = cursor.fetchone()[0]
@@ -238,6 +286,62 @@ def measure_floor(count: int, *, queue: str) -> dict:
         "seconds": seconds,
         "per_second": count / seconds,
         **{k: v / count for k, v in after.minus(before).items()},
+    }
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+def write_transactions(queries: list[dict]) -> int:
+    """Transactions that wrote, from Django's captured queries (BEGIN/COMMIT included).
+
+    A write outside any block is a transaction of its own; an outermost block
+    (BEGIN … COMMIT, or SAVEPOINT … RELEASE when the capture itself runs inside a
+    transaction, as in a test) counts once if any statement in it wrote or locked
+    rows (FOR UPDATE).
+    """
+    count, depth, wrote = 0, 0, False
+    for query in queries:
+        sql = query["sql"].lstrip().upper()
+        if sql.startswith(("BEGIN", "SAVEPOINT")):
+            if depth == 0:
+                wrote = False
+            depth += 1
+        elif sql.startswith(("COMMIT", "RELEASE SAVEPOINT")) or sql == "ROLLBACK":
+            depth = max(0, depth - 1) if sql.startswith("RELEASE") else 0
+            if depth == 0:
+                count += wrote
+                wrote = False
+        elif sql.startswith(_WRITES) or " FOR UPDATE" in sql:
+            if depth:
+                wrote = True
+            else:
+                count += 1
+    return count
+
+
+def one_ticket_counted() -> dict[str, dict[str, int]]:
+    """Statements (BEGIN, COMMIT and savepoints included) and write transactions of one
+    ticket of each kind, counted in this process by Django with the workers' settings.
+
+    Exact, and free of the other databases' traffic on a shared server (the
+    transaction id and WAL position the throughput rounds read are server-wide).
+    The hot-path test asserts the same figures.
+    """
+    from agentops.runtime.loop import run_advance
+
+    run_id = tickets_create(1, tag=uuid.uuid4().hex[:8])[0]
+    workload = {k: int(v) for k, v in WORKLOAD_ENV.items() if v.isdigit()}
+    mailer = {"default": {"BACKEND": WORKLOAD_ENV["EMAIL_BACKEND"]}}
+    with override_settings(MAILERS=mailer, **workload), CaptureQueriesContext(connection) as ours:
+        status = run_advance(run_id=run_id, worker="bench-counted")
+    if status != Run.Status.RESOLVED:
+        raise RuntimeError(f"the counted ticket ended {status}")
+    with CaptureQueriesContext(connection) as floor:
+        bench_floor_ticket(2_000_000_000 + int(time.time()) % 1_000_000)
+    return {
+        name: {"statements": len(q), "write_transactions": write_transactions(q.captured_queries)}
+        for name, q in (("agentops", ours), ("floor", floor))
     }
 
 

@@ -9,8 +9,8 @@ retrying with the same key, never by calling again with a new one.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agentops.models import Effect
@@ -22,29 +22,41 @@ def request_hash(request: dict) -> str:
     return hashlib.sha256(canonical_json(request).encode()).hexdigest()
 
 
-def effect_begin(*, key: str, run, tool: str, request: dict) -> tuple[Effect, bool]:
+def effect_begin(
+    *, key: str, run, tool: str, request: dict, admit: Callable[[], None] | None = None
+) -> tuple[Effect, bool]:
     """Return the ledger row for `key`, creating it (status started) if new.
 
-    Call inside the transaction that also records the tool span. Raises
-    IdempotencyMismatch when the key exists with another request.
+    Call inside the transaction that also records the tool span. A new row counts
+    the attempt its caller makes right after commit (attempts=1), so no second
+    write is needed before the call. Raises IdempotencyMismatch when the key
+    exists with another request.
+
+    `admit` is called only when the row is new, before it is inserted: the first
+    attempt is let through the downstream's breaker there, and an `admit` that
+    raises (the breaker is open) leaves nothing inserted and no attempt counted.
+
+    No savepoint around the insert (a savepoint is a subtransaction: its own
+    transaction id and two more round trips). If another transaction inserts the
+    same key between this read and the insert, the insert raises IntegrityError
+    and the caller's transaction is void: the caller runs it again, and this
+    read then finds the row.
     """
     digest = request_hash(request)
     effect = Effect.objects.filter(idempotency_key=key).first()
-    created = False
-    if effect is None:
-        try:
-            with transaction.atomic():
-                effect = Effect.objects.create(
-                    idempotency_key=key,
-                    ticket_id=run.ticket_id,
-                    run=run,
-                    tool=tool,
-                    request=request,
-                    request_hash=digest,
-                )
-                created = True
-        except IntegrityError:
-            effect = Effect.objects.get(idempotency_key=key)
+    created = effect is None
+    if created:
+        if admit is not None:
+            admit()
+        effect = Effect.objects.create(
+            idempotency_key=key,
+            ticket_id=run.ticket_id,
+            run=run,
+            tool=tool,
+            request=request,
+            request_hash=digest,
+            attempts=1,
+        )
     if effect.request_hash != digest:
         raise IdempotencyMismatch(key)
     return effect, created

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -46,9 +47,9 @@ from agentops.runtime.errors import (
     ToolError,
     classify,
 )
-from agentops.runtime.interrupted import spans_mark_interrupted
+from agentops.runtime.interrupted import run_take_over, spans_mark_interrupted
 from agentops.runtime.output import review_response, tool_use_ids
-from agentops.runtime.pricing import model_cost, usage_attributes
+from agentops.runtime.pricing import model_cost, prices_read_once, usage_attributes
 from agentops.runtime.prompts import prompt_current, prompt_for, ticket_message
 from agentops.runtime.replaying import Diverged, ReplayPlan, divergence_text
 from agentops.runtime.retry import backoff_delay, max_attempts
@@ -65,6 +66,10 @@ from traces.services import span_build, span_finish
 logger = logging.getLogger(__name__)
 
 MAX_TOKENS = 1024
+# A save less than this after the last renewal keeps the lease as it is: the
+# margin before another worker may take over stays within this of the full lease
+# (within half of it, for a lease shorter than twice this: see Runner._save).
+LEASE_RENEWAL_SLACK = timedelta(seconds=5)
 # What run_advance returns for a run parked until its downstream may answer again.
 WAITING = "waiting"
 DECIDE_PERMISSION = "approvals.decide_pendingaction"
@@ -95,6 +100,31 @@ class Parked(Exception):
         return f"{self.verdict.reason} {self.downstream}"
 
 
+class _FirstAdmission:
+    """A side effect's first attempt, let through its downstream's breaker at most once.
+
+    Taken before the ledger counts the attempt (ledger.effect_begin's `admit`), so a
+    run parked by an open breaker has counted no attempt and saved no attempt span;
+    _attempts then uses this verdict for attempt 1 instead of asking again (a
+    half-open breaker's single probe is not taken twice).
+    """
+
+    def __init__(self, downstream: str) -> None:
+        self.downstream = downstream
+        self.verdict: Verdict | None = None
+
+    def admit(self) -> None:
+        if not self.downstream or self.verdict is not None:
+            return
+        verdict = breaker_for(self.downstream).admit(retry=False)
+        if not verdict.allowed:
+            raise Parked(self.downstream, verdict)
+        self.verdict = verdict
+
+    def attributes(self) -> dict:
+        return self.verdict.attributes(self.downstream) if self.verdict else {}
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -105,7 +135,7 @@ def run_advance(*, run_id: int, worker: str | None = None) -> str:
     run = _claim(run_id=run_id, worker=worker)
     if run is None:
         return "not_claimed"
-    with run_log_context(run=run):
+    with run_log_context(run=run), prices_read_once():
         status = Runner(run, worker).go()
     if status in Run.FINAL_STATUSES:
         trace_export_on_commit(run_id=run.pk)  # OTLP, when configured; never raises
@@ -113,30 +143,51 @@ def run_advance(*, run_id: int, worker: str | None = None) -> str:
 
 
 def _claim(*, run_id: int, worker: str) -> Run | None:
-    """One conditional UPDATE: queued, or running with an expired lease. Zero rows: not ours."""
+    """One conditional UPDATE: queued, or running with an expired lease. Zero rows: not ours.
+
+    The same UPDATE stamps started_at on the first claim (one write transaction).
+    A queued run is claimed at once; only when the run is not queued is its lease
+    read first, so that a takeover knows whose lease it took (see run_take_over).
+    """
     now = timezone.now()
-    claimed = (
-        Run.objects.filter(pk=run_id)
-        .filter(
-            Q(status=Run.Status.QUEUED)
-            | Q(status=Run.Status.RUNNING, lease_expires_at__lt=now)
-            | Q(status=Run.Status.RUNNING, lease_expires_at__isnull=True)
-        )
-        .update(
-            status=Run.Status.RUNNING,
-            lease_owner=worker,
-            lease_expires_at=now + timedelta(seconds=settings.RUN_LEASE_SECONDS),
-            updated_at=now,
-        )
+    claim = {
+        "status": Run.Status.RUNNING,
+        "lease_owner": worker,
+        "lease_expires_at": now + timedelta(seconds=settings.RUN_LEASE_SECONDS),
+        "updated_at": now,
+        "started_at": Coalesce("started_at", Value(now)),
+    }
+    if Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(**claim):
+        run = Run.objects.select_related("ticket", "prompt_version").get(pk=run_id)
+        if run.started_at != now:
+            # Queued again after it had started (a decided approval): what a dead
+            # holder left started, if anything, is marked.
+            spans_mark_interrupted(run=run, worker=worker)
+        return run
+    expired = Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True)
+    held = (
+        Run.objects.filter(expired, pk=run_id, status=Run.Status.RUNNING)
+        .values("lease_owner", "lease_expires_at")
+        .first()
     )
-    if not claimed:
+    if held is None:
         return None
-    run = Run.objects.select_related("ticket").get(pk=run_id)
-    if run.started_at is None:
-        Run.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=now)
-        run.started_at = now
-    else:
+    with transaction.atomic():
+        # The lease is taken only from the holder just read: zero rows means
+        # another worker took it over first.
+        claimed = Run.objects.filter(
+            expired, pk=run_id, status=Run.Status.RUNNING, lease_owner=held["lease_owner"]
+        ).update(**claim)
+        if not claimed:
+            return None
+        run = Run.objects.select_related("ticket", "prompt_version").get(pk=run_id)
         spans_mark_interrupted(run=run, worker=worker)  # what a dead holder left started
+        run_take_over(
+            run=run,
+            previous_worker=held["lease_owner"],
+            lease_expired_at=held["lease_expires_at"],
+            worker=worker,
+        )
     return run
 
 
@@ -146,6 +197,9 @@ class Runner:
         self.worker = worker
         self.ticket = run.ticket
         self._ctx: ToolContext | None = None
+        # A read-only tool's answer waits for the next write of the run (see _answer).
+        self._pending_fields: dict = {}
+        self._pending_spans: list[Span] = []
         # Replays, forks and re-runs take responses and results from other sources.
         self.replay = ReplayPlan.for_run(run)
 
@@ -321,6 +375,8 @@ class Runner:
                 model=model,
                 span_input={"messages": conversation[-2:] if step > 1 else conversation},
                 call=call,
+                # No side effect: the span is written once, with the step it belongs to.
+                open_first=False,
                 # A recorded response is no call to the provider: it neither waits for the
                 # provider's breaker nor teaches it anything (a replayed 500 is history).
                 downstream="" if recorded else model_downstream(model),
@@ -371,6 +427,9 @@ class Runner:
                     Run.Status.ESCALATED,
                     f"The model refused to continue: {reviewed.text or '(no text)'}"[:1000],
                 )
+            if not follow_up and not any(b.get("type") == "tool_use" for b in reviewed.content):
+                # The turn is over: finish in the same transaction as the step.
+                return self.finish()
         return None
 
     def _budget_or_corrections(self, *, step: int, model: str) -> str | None:
@@ -526,9 +585,10 @@ class Runner:
                 },
                 is_error=True,
                 spans=[validate],
+                defer=True,
             )
         span_finish(span, output=result)
-        return self._answer(tool_use, result, is_error=False, spans=[validate, span])
+        return self._answer(tool_use, result, is_error=False, spans=[validate, span], defer=True)
 
     def _run_side_effect(
         self,
@@ -713,6 +773,44 @@ class Runner:
         spans.append(span)
         return None
 
+    def _ledger_begin(
+        self,
+        tool: Tool,
+        key: str,
+        resolved: Resolved,
+        spans: list[Span],
+        step: int,
+        first: _FirstAdmission,
+    ):
+        """One transaction before the call: the ledger row, the lease, the spans so far.
+
+        Returns (effect, created, mismatch, first_attempt); nothing is written on a
+        mismatch, nor when the breaker refuses a new key's first attempt (Parked).
+        """
+        first_attempt: Span | None = None
+        with transaction.atomic():
+            try:
+                effect, created = ledger.effect_begin(
+                    key=key, run=self.run, tool=tool.name, request=resolved.args, admit=first.admit
+                )
+            except ToolError as exc:
+                transaction.set_rollback(True)
+                return None, False, exc, None
+            if created:
+                # A new key is called right after this commit: the ledger row already
+                # counts that attempt, and its started span is written with it, so a
+                # crash during the call leaves both behind as evidence.
+                first_attempt = self._span(
+                    kind=Span.Kind.TOOL,
+                    name=tool.name,
+                    step=step,
+                    input=resolved.args,
+                    attributes={"idempotency_key": key, "ledger": "new", **first.attributes()},
+                )
+            self._save()  # renew the lease with the spans so far
+            Span.objects.bulk_create([*spans, *([first_attempt] if first_attempt else [])])
+        return effect, created, None, first_attempt
+
     def _execute_once(
         self, tool: Tool, tool_use: dict, resolved: Resolved, spans: list[Span], step: int
     ) -> str | None:
@@ -726,18 +824,18 @@ class Runner:
                 spans=[*spans, provided.span],
                 reply=resolved.args["body"] if tool.is_reply and not provided.is_error else None,
             )
-        with transaction.atomic():
-            try:
-                effect, created = ledger.effect_begin(
-                    key=key, run=self.run, tool=tool.name, request=resolved.args
-                )
-            except ToolError as exc:
-                transaction.set_rollback(True)
-                mismatch = exc
-            else:
-                mismatch = None
-                self._save()  # renew the lease with the spans so far
-                Span.objects.bulk_create(spans)
+        downstream = tool.downstream(self.ctx) if tool.downstream else ""
+        first = _FirstAdmission(downstream)
+        try:
+            effect, created, mismatch, first_attempt = self._ledger_begin(
+                tool, key, resolved, spans, step, first
+            )
+        except IntegrityError:
+            # Another run inserted the same key between our read and our insert:
+            # this transaction was void; the second time round the read finds it.
+            effect, created, mismatch, first_attempt = self._ledger_begin(
+                tool, key, resolved, spans, step, first
+            )
         if mismatch is not None:
             span = self._span(
                 kind=Span.Kind.TOOL,
@@ -768,7 +866,6 @@ class Runner:
             return self._answer_from_ledger(
                 tool_use, tool, resolved, effect, step, attrs, replayed=True
             )
-        downstream = tool.downstream(self.ctx) if tool.downstream else ""
         if not created and tool.recover is not None:
             # Started or unknown: the provider may have done it. Ask before any new attempt,
             # once the provider answers again (a parked run resumes here).
@@ -786,11 +883,14 @@ class Runner:
                     tool_use, tool, resolved, effect, step, attrs, replayed=False
                 )
 
+        counted = created  # _ledger_begin counted the first attempt of a new key
         attempted = False
 
         def call() -> dict:
-            nonlocal attempted
-            ledger.effect_attempted(effect)
+            nonlocal counted, attempted
+            if not counted:
+                ledger.effect_attempted(effect)
+            counted = False
             if attempted and tool.recover is not None:
                 # The last attempt may have committed; a provider that ignores keys would pay
                 # again, so ask its records first.
@@ -809,6 +909,8 @@ class Runner:
                 span_input=resolved.args,
                 call=call,
                 attributes=attrs,
+                opened=first_attempt,
+                admitted=first.verdict,
                 downstream=downstream,
             )
         except CallFailed as failed:
@@ -894,6 +996,8 @@ class Runner:
         model="",
         attributes=None,
         open_first=True,
+        opened: Span | None = None,
+        admitted: Verdict | None = None,
         downstream="",
     ):
         """Call with bounded retries of transient errors; each attempt is a span.
@@ -902,28 +1006,36 @@ class Runner:
         finished and saved with the state change. Raises CallFailed otherwise, or
         Parked when the downstream's breaker is open or its retry budget is spent:
         then nothing is called and the run waits (see _wait).
+        `opened` is the first attempt's span when the caller already saved it, and
+        `admitted` the breaker's verdict the caller already took for that attempt.
         """
         breaker = breaker_for(downstream) if downstream else None
         limit = max_attempts()
         for attempt in range(1, limit + 1):
             guard = {}
             if breaker is not None:
-                verdict = breaker.admit(retry=attempt > 1)
+                if attempt == 1 and admitted is not None:
+                    verdict = admitted  # admitted once, before the ledger counted it
+                else:
+                    verdict = breaker.admit(retry=attempt > 1)
                 if not verdict.allowed:
                     raise Parked(downstream, verdict)
                 guard = verdict.attributes(downstream)
-            span = self._span(
-                kind=kind,
-                name=name,
-                step=step,
-                attempt=attempt,
-                model=model,
-                input=span_input,
-                attributes={**(attributes or {}), **guard} if guard else attributes,
-            )
-            if open_first:
-                # Written before the outside call: a crash leaves it visibly unfinished.
-                span.save()
+            if attempt == 1 and opened is not None:
+                span = opened
+            else:
+                span = self._span(
+                    kind=kind,
+                    name=name,
+                    step=step,
+                    attempt=attempt,
+                    model=model,
+                    input=span_input,
+                    attributes={**(attributes or {}), **guard} if guard else attributes,
+                )
+                if open_first:
+                    # Written before the outside call: a crash leaves it visibly unfinished.
+                    span.save()
             try:
                 result = call()
             except Exception as exc:
@@ -1000,12 +1112,16 @@ class Runner:
             )
         span_finish(span, output=output)
         with transaction.atomic():
+            # A read tool's deferred answer (see _answer) is kept, not read again.
             released = Run.objects.filter(
                 pk=self.run.pk, lease_owner=self.worker, status=Run.Status.RUNNING
-            ).update(lease_owner="", lease_expires_at=retry_at, updated_at=now)
+            ).update(
+                **self._pending_fields, lease_owner="", lease_expires_at=retry_at, updated_at=now
+            )
             if not released:
                 raise LeaseLost(self.run.pk)
-            span.save()
+            self._pending_fields = {}
+            _save_spans([*self._flush_pending_spans(), span])
         logger.info("run %s waits for %s until %s", self.run.code, downstream, retry_at)
         return WAITING
 
@@ -1018,7 +1134,13 @@ class Runner:
         spans: list[Span],
         reply: str | None = None,
         end: tuple[str, str] | None = None,
+        defer: bool = False,
     ) -> str | None:
+        """Answer a tool call. With defer (read-only tools only), nothing is written now:
+
+        the answer and its spans go out with the run's next write, in the same
+        transaction. A crash before then repeats the read, which changes nothing.
+        """
         if self.replay is not None:
             self.replay.check_answer(
                 step=self.run.model_calls,
@@ -1040,7 +1162,14 @@ class Runner:
         }
         if reply is not None:
             fields["reply"] = reply
-        with transaction.atomic():
+        if defer and end is None:
+            for name, value in fields.items():
+                setattr(self.run, name, value)
+            self._pending_fields.update(fields)
+            self._pending_spans.extend(spans)
+            return None
+        # Inside the caller's transaction when there is one: no savepoint round trips.
+        with transaction.atomic(savepoint=False):
             self._save(**fields)
             _save_spans(spans)
             if end is not None:
@@ -1048,9 +1177,22 @@ class Runner:
         return None
 
     def _save(self, **fields) -> None:
-        """Save run fields and renew the lease, only if we still hold it."""
+        """Save run fields and renew the lease, only if we still hold it.
+
+        Deferred answers (see _answer) are written here too, in the same transaction.
+        """
         now = timezone.now()
-        fields["lease_expires_at"] = now + timedelta(seconds=settings.RUN_LEASE_SECONDS)
+        fields = {**self._pending_fields, **fields}
+        lease = timedelta(seconds=settings.RUN_LEASE_SECONDS)
+        expires = self.run.lease_expires_at
+        # A short lease (tests, chaos runs) is renewed once half of it is gone, so a
+        # live worker never runs on a lease that has already expired.
+        slack = min(LEASE_RENEWAL_SLACK, lease / 2)
+        if expires is None or expires - now < lease - slack:
+            # Not renewed again within seconds of the last renewal: lease_expires_at
+            # is indexed (run_open_lease), so changing it makes a save a non-HOT
+            # update that writes an entry in every index of the run table.
+            fields["lease_expires_at"] = now + lease
         fields["updated_at"] = now
         updated = Run.objects.filter(
             pk=self.run.pk, lease_owner=self.worker, status=Run.Status.RUNNING
@@ -1059,6 +1201,12 @@ class Runner:
             raise LeaseLost(self.run.pk)
         for name, value in fields.items():
             setattr(self.run, name, value)
+        self._pending_fields = {}
+        _save_spans(self._flush_pending_spans())
+
+    def _flush_pending_spans(self) -> list[Span]:
+        spans, self._pending_spans = self._pending_spans, []
+        return spans
 
     def _park(self, spans: list[Span]) -> None:
         self._save()
@@ -1085,6 +1233,7 @@ class Runner:
                 status, reason = Run.Status.FAILED, divergence_text(divergence)
         now = timezone.now()
         fields = {
+            **self._pending_fields,
             "status": status,
             "outcome_reason": reason,
             "finished_at": now,
@@ -1094,13 +1243,14 @@ class Runner:
         }
         if divergence is not None:
             fields["divergence"] = divergence
-        with transaction.atomic():
+        with transaction.atomic(savepoint=False):
             updated = Run.objects.filter(
                 pk=self.run.pk, lease_owner=self.worker, status=Run.Status.RUNNING
             ).update(**fields)
             if not updated:
                 raise LeaseLost(self.run.pk)
-            _save_spans(spans or [])
+            self._pending_fields = {}
+            _save_spans([*self._flush_pending_spans(), *(spans or [])])
             Span.objects.filter(span_id=self.root_span_id, ended_at__isnull=True).update(
                 ended_at=now,
                 status=Span.Status.OK if status == Run.Status.RESOLVED else Span.Status.ERROR,

@@ -336,3 +336,59 @@ def test_a_refund_whose_outcome_was_unknown_is_recovered_not_repeated_after_the_
     assert ProviderRefund.objects.filter(payment_ref=order.payment_ref).count() == 1
     recovered = run.spans.get(kind="tool", name="issue_refund", status="ok")
     assert recovered.attributes["ledger"] == "recovered from provider"
+
+
+def test_a_refund_parked_before_its_first_attempt_counts_no_attempt_and_pays_once_later(
+    tight, make_order, submit
+):
+    tight.BREAKER_COOL_DOWN_SECONDS = 30
+    clock = Clock()
+    payments = breaker_for("payments:simulated")
+    payments.clock = clock
+    _calls(payments, [False, False])  # other runs' failures opened it
+    assert payments.state == OPEN
+    order = make_order(total_cents=2000)
+    run = submit(f"Please refund {order.order_id}, it broke.")
+
+    assert run_advance(run_id=run.pk, worker="w1") == WAITING
+
+    # Parked before the ledger counted anything: no attempt, no started span, no call.
+    assert not Effect.objects.filter(tool="issue_refund").exists()
+    assert not run.spans.filter(kind="tool", name="issue_refund").exists()
+    assert not ProviderRefund.objects.filter(payment_ref=order.payment_ref).exists()
+    assert run.spans.filter(name="circuit_open payments:simulated").exists()
+
+    clock.now += 30  # the cool-down is over: the breaker lets one probe through
+    Run.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert run_advance(run_id=run.pk, worker="w2") == Run.Status.RESOLVED
+
+    effect = Effect.objects.get(tool="issue_refund")
+    assert (effect.status, effect.attempts) == (Effect.Status.SUCCEEDED, 1)
+    [attempt] = run.spans.filter(kind="tool", name="issue_refund")
+    # Admitted once, as the half-open probe, before the ledger counted the attempt.
+    assert attempt.attributes["breaker.probe"] is True
+    assert attempt.attributes["ledger"] == "new"
+    assert ProviderRefund.objects.filter(payment_ref=order.payment_ref).count() == 1
+    assert payments.state == CLOSED
+
+
+def test_a_read_tools_answer_is_kept_when_the_next_model_call_parks(
+    tight, scripted, make_order, submit
+):
+    """The lookup's answer waits for the run's next write; parking is that write."""
+    from tests.runtime.conftest import tool_use
+
+    tight.BREAKER_FAILURE_THRESHOLD = 1
+    tight.BREAKER_FAILURE_RATE = 0.1
+    order = make_order()
+    lookup = tool_use("lookup_order", {"order_id": order.order_id})
+    model = scripted([lookup], ProviderUnavailable("503", status_code=503))
+    run = submit(f"Where is {order.order_id}?")
+
+    assert run_advance(run_id=run.pk, worker="w1") == WAITING
+
+    assert len(model.calls) == 2
+    run.refresh_from_db()
+    assert [r["tool_use_id"] for r in run.tool_results] == [lookup["id"]]
+    assert run.spans.filter(kind="tool", name="lookup_order", status="ok").count() == 1
+    assert run.spans.filter(kind="validate", name="lookup_order").count() == 1

@@ -234,6 +234,51 @@ def test_a_worker_that_lost_its_lease_writes_nothing_more(make_order, submit):
 
     with pytest.raises(LeaseLost):
         Runner(first, "slow").begin()
+    # The one span is the takeover that "fast" recorded; "slow" wrote nothing.
+    [takeover] = Span.objects.all()
+    assert (takeover.name, takeover.attributes["previous_worker"]) == ("interrupted", "slow")
+
+
+def test_a_takeover_records_the_step_the_dead_worker_was_on(make_order, submit):
+    run = submit("hello")
+    assert _claim(run_id=run.pk, worker="first") is not None
+    expired = timezone.now() - timedelta(seconds=1)
+    conversation = [{"role": "user", "content": "hello"}]
+    Run.objects.filter(pk=run.pk).update(
+        lease_expires_at=expired, messages=conversation, model_calls=0
+    )
+
+    taken = _claim(run_id=run.pk, worker="second")
+
+    assert taken is not None and taken.lease_owner == "second"
+    [span] = Span.objects.filter(run=run)
+    assert (span.kind, span.name, span.status, span.error_class, span.step) == (
+        Span.Kind.POLICY,
+        "interrupted",
+        Span.Status.ERROR,
+        Span.ErrorClass.TRANSIENT,
+        1,  # the first model call: begin had saved the conversation, no step after it
+    )
+    assert span.attributes == {
+        "previous_worker": "first",
+        "lease_expired_at": expired.isoformat(),
+        "resumed_by": "second",
+    }
+    assert span.error_message == (
+        "worker first stopped at step 1 without recording an outcome; resumed by second"
+    )
+    assert span.parent_span_id == run.trace_id[:16]
+
+
+def test_a_first_claim_and_a_parked_runs_claim_record_no_takeover(make_order, submit):
+    run = submit("hello")
+    assert _claim(run_id=run.pk, worker="first") is not None
+    # Parked by an open breaker: nobody holds it, its lease ends at the retry time.
+    Run.objects.filter(pk=run.pk).update(
+        lease_owner="", lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    assert _claim(run_id=run.pk, worker="second") is not None
     assert not Span.objects.exists()
 
 

@@ -34,6 +34,7 @@ ENV = {"RUN_LEASE_SECONDS": str(LEASE_SECONDS), "GATEWAY_LEGACY": "true"}
 # The standard refund run: model → lookup_order → model → issue_refund → model →
 # send_reply → model.
 MODEL_STEPS = 4
+MODEL_POINTS = (crashpoints.BEFORE_MODEL_CALL, crashpoints.AFTER_MODEL_CALL)
 
 
 def _order() -> Order:
@@ -73,7 +74,17 @@ def _crash_then_resume(start_worker, point: str) -> tuple[Run, Order]:
 
     interrupted = Run.objects.get(pk=run.pk)
     assert interrupted.status == Run.Status.RUNNING  # held by a dead worker
-    assert interrupted.spans.filter(status=Span.Status.STARTED, ended_at=None).count() >= 2
+    dead_worker = interrupted.lease_owner
+    assert dead_worker
+    open_spans = interrupted.spans.filter(status=Span.Status.STARTED, ended_at=None)
+    if point in MODEL_POINTS:
+        # A model span is written once, with its step: the dead worker left only the root.
+        assert not interrupted.spans.filter(kind=Span.Kind.MODEL).exists()
+        assert list(open_spans.values_list("kind", flat=True)) == [Span.Kind.RUN]
+    else:
+        # The refund's attempt span was written with its ledger row, before the call.
+        assert set(open_spans.values_list("kind", flat=True)) == {Span.Kind.RUN, Span.Kind.TOOL}
+    assert not _takeovers(interrupted)
     time.sleep(LEASE_SECONDS + 0.5)  # the dead worker's lease expires
 
     start_worker(env=ENV, concurrency=1)
@@ -83,6 +94,14 @@ def _crash_then_resume(start_worker, point: str) -> tuple[Run, Order]:
     wait_for_runs(timeout=60)
     run.refresh_from_db()
     assert run.status == Run.Status.RESOLVED, run.outcome_reason
+    [takeover] = _takeovers(run)
+    assert takeover.attributes["previous_worker"] == dead_worker
+    assert takeover.attributes["resumed_by"] not in ("", dead_worker)
+    assert takeover.attributes["lease_expired_at"] == interrupted.lease_expires_at.isoformat()
+    assert takeover.error_message == (
+        f"worker {dead_worker} stopped at step {takeover.step} without recording an "
+        f"outcome; resumed by {takeover.attributes['resumed_by']}"
+    )
     return run, order
 
 
@@ -92,7 +111,20 @@ def _ok_model_spans_per_step(run: Run) -> dict[int, int]:
 
 
 def _interrupted(run: Run) -> list[Span]:
+    """Spans the dead worker left open, marked by the worker that took over."""
     return list(run.spans.filter(error_message__startswith="interrupted:"))
+
+
+def _takeovers(run: Run) -> list[Span]:
+    """The span a takeover writes: the step a dead worker left without an outcome."""
+    return list(
+        run.spans.filter(
+            kind=Span.Kind.POLICY,
+            name="interrupted",
+            status=Span.Status.ERROR,
+            error_class=Span.ErrorClass.TRANSIENT,
+        )
+    )
 
 
 def _paid_once_at_the_provider(run: Run, order: Order) -> None:
@@ -116,10 +148,11 @@ def test_a_worker_killed_before_a_model_call_is_resumed_without_a_second_paid_ca
 
     assert run.model_calls == MODEL_STEPS
     assert _ok_model_spans_per_step(run) == {1: 1, 2: 1, 3: 1, 4: 1}
-    # The first model span was opened, the request never sent: it is marked interrupted.
-    [cut] = _interrupted(run)
-    assert (cut.kind, cut.step, cut.status, cut.ended_at) == ("model", 1, "error", None)
-    assert run.spans.filter(kind=Span.Kind.MODEL).count() == MODEL_STEPS + 1
+    # The request of step 1 was never sent and left no span; the takeover says so.
+    [cut] = _takeovers(run)
+    assert cut.step == 1
+    assert _interrupted(run) == []
+    assert run.spans.filter(kind=Span.Kind.MODEL).count() == MODEL_STEPS
     assert run.spans.filter(kind=Span.Kind.TRIAGE).count() == 1  # triage is not redone
     _paid_once_at_the_provider(run, order)
 
@@ -131,9 +164,11 @@ def test_a_worker_killed_after_a_model_answered_asks_again_only_for_that_step(st
     # call made twice, for a step that never completed); every other step once.
     assert run.model_calls == MODEL_STEPS
     assert _ok_model_spans_per_step(run) == {1: 1, 2: 1, 3: 1, 4: 1}
-    [cut] = _interrupted(run)
-    assert (cut.kind, cut.step, cut.status) == ("model", 1, "error")
-    assert run.spans.filter(kind=Span.Kind.MODEL).count() == MODEL_STEPS + 1
+    # The answer that died with the worker left no model span; the takeover records step 1.
+    [cut] = _takeovers(run)
+    assert cut.step == 1
+    assert _interrupted(run) == []
+    assert run.spans.filter(kind=Span.Kind.MODEL).count() == MODEL_STEPS
     _paid_once_at_the_provider(run, order)
 
 
@@ -147,6 +182,7 @@ def test_a_worker_killed_between_the_ledger_write_and_the_gateway_call_pays_once
     assert run.spans.filter(kind=Span.Kind.MODEL).count() == MODEL_STEPS
     [cut] = _interrupted(run)
     assert (cut.kind, cut.name, cut.status) == ("tool", "issue_refund", "error")
+    assert _takeovers(run)[0].step == cut.step  # the refund's step
     # The provider had nothing: the resumed worker asked, found nothing, and paid once.
     effect = Effect.objects.get(tool="issue_refund", ticket=run.ticket)
     assert effect.attempts == 2
@@ -162,6 +198,7 @@ def test_a_worker_killed_after_the_gateway_committed_recovers_the_refund_instead
     assert run.spans.filter(kind=Span.Kind.MODEL).count() == MODEL_STEPS
     [cut] = _interrupted(run)
     assert (cut.kind, cut.name) == ("tool", "issue_refund")
+    assert _takeovers(run)[0].step == cut.step  # the refund's step
     # The ledger said "started"; the provider's records (searched by the key in the
     # metadata, since it ignores keys) held the refund: it is recorded, not made again.
     effect = Effect.objects.get(tool="issue_refund", ticket=run.ticket)

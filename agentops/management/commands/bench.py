@@ -15,6 +15,7 @@ from agentops.bench.runner import (
     measure_floor,
     measure_latency,
     median_of,
+    one_ticket_counted,
     percentile,
 )
 
@@ -35,18 +36,7 @@ class Command(BaseCommand):
         if settings.CELERY_BROKER_URL.startswith("filesystem"):
             raise CommandError("The benchmark needs a real broker: set CELERY_BROKER_URL.")
         floor_table_create()
-        workers = Workers(
-            processes=processes,
-            env={
-                "OFFLINE_MODEL_LATENCY_MS": "0",
-                "GATEWAY_LATENCY_MS": "0",
-                "GATEWAY_TIMEOUT_AFTER_COMMIT": "0",
-                "GATEWAY_RATE_LIMIT": "0",
-                "GATEWAY_SERVER_ERROR": "0",
-                "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
-                "LOG_LEVEL": "WARNING",
-            },
-        )
+        workers = Workers(processes=processes, env={})
         out = self.stdout.write
         out(
             f"machine: {platform.node()} {platform.machine()}, {_cpus()} CPUs, "
@@ -60,13 +50,13 @@ class Command(BaseCommand):
         )
         workers.start()
         try:
-            measure_agentops(warmup, queue=workers.queue)
-            measure_floor(warmup, queue=workers.queue)
+            measure_agentops(warmup, workers=workers)
+            measure_floor(warmup, workers=workers)
             rss_before = workers.rss_kib()
             ours, floor = [], []
             for n in range(1, rounds + 1):
-                floor.append(measure_floor(tickets, queue=workers.queue))
-                ours.append(measure_agentops(tickets, queue=workers.queue))
+                floor.append(measure_floor(tickets, workers=workers))
+                ours.append(measure_agentops(tickets, workers=workers))
                 out(
                     f"  round {n}: agentops {ours[-1]['per_second']:.1f}/s, "
                     f"floor {floor[-1]['per_second']:.1f}/s"
@@ -75,6 +65,7 @@ class Command(BaseCommand):
             rss_after = workers.rss_kib()
         finally:
             workers.stop()
+        counted = one_ticket_counted()
 
         ours_rate, floor_rate = median_of(ours, "per_second"), median_of(floor, "per_second")
         out("")
@@ -85,13 +76,15 @@ class Command(BaseCommand):
             ("write_transactions", "write transactions / ticket"),
             ("wal_bytes", "WAL bytes / ticket"),
             ("rows_written", "rows written / ticket"),
+            ("connections", "new connections / ticket"),
         ]:
-            out(f"{label:32}{median_of(ours, key):>12.1f}{median_of(floor, key):>12.1f}")
-        out(
-            "statements / ticket: pg_stat_statements is not enabled on this server"
-            if not _has_pg_stat_statements()
-            else ""
-        )
+            out(f"{label:32}{median_of(ours, key):>12.2f}{median_of(floor, key):>12.2f}")
+        out("counted in-process, one ticket:")
+        for key, label in [
+            ("statements", "  SQL statements"),
+            ("write_transactions", "  write transactions"),
+        ]:
+            out(f"{label:32}{counted['agentops'][key]:>12}{counted['floor'][key]:>12}")
         out(
             f"enqueue -> resolved, one at a time ({len(latencies)} tickets): "
             f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms"
@@ -103,9 +96,3 @@ def _cpus() -> int:
     import os
 
     return os.cpu_count() or 0
-
-
-def _has_pg_stat_statements() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'")
-        return cursor.fetchone() is not None

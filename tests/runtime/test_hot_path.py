@@ -1,0 +1,187 @@
+"""The hot path's cost in queries: a regression here is a regression of `make bench`.
+
+The standard ticket (model → lookup_order → model → issue_refund → model →
+send_reply → model) with the offline model and the simulated gateway, every
+safeguard on. The counts are exact on purpose: a change that adds a query or a
+transaction must say so here, and one that saves some must lower the figure.
+"""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from agentops.bench.runner import write_transactions
+from agentops.models import Effect, Run
+from agentops.runtime.loop import run_advance
+from traces.models import Span
+
+pytestmark = pytest.mark.django_db
+
+# claim · triage · 4 model steps (the lookup's answer rides with the second, the
+# finish with the last) · per side effect: ledger row + started span, then the
+# outcome · the simulated provider's refund and the shop's record of it.
+WRITE_TRANSACTIONS = 12
+# Every statement, BEGIN, COMMIT and savepoints included (the same on SQLite and
+# PostgreSQL: Django issues the same statements on both). One of them reads the
+# current prompt version when the run begins (a new run takes the version current then).
+STATEMENTS = 84
+
+
+@pytest.fixture
+def standard_ticket(make_order, submit, settings):
+    settings.GATEWAY_LATENCY_MS = 0
+    settings.GATEWAY_TIMEOUT_AFTER_COMMIT = 0
+    settings.GATEWAY_RATE_LIMIT = 0
+    settings.GATEWAY_SERVER_ERROR = 0
+    order = make_order(total_cents=2000)
+    return submit(f"My order {order.order_id} arrived broken. Please refund it.")
+
+
+def _run_counted(run) -> tuple[str, list[dict]]:
+    with CaptureQueriesContext(connection) as queries:
+        status = run_advance(run_id=run.pk, worker="hot-path")
+    return status, queries.captured_queries
+
+
+def test_the_standard_ticket_takes_twelve_write_transactions(standard_ticket):
+    status, queries = _run_counted(standard_ticket)
+
+    assert status == Run.Status.RESOLVED
+    assert write_transactions(queries) == WRITE_TRANSACTIONS, "\n".join(
+        q["sql"][:120] for q in queries
+    )
+
+
+def test_the_standard_ticket_takes_a_fixed_number_of_statements(standard_ticket):
+    status, queries = _run_counted(standard_ticket)
+
+    assert status == Run.Status.RESOLVED
+    assert len(queries) == STATEMENTS, "\n".join(q["sql"][:120] for q in queries)
+
+
+def test_no_query_repeats_per_row_of_history(make_order, submit, standard_ticket):
+    """No N+1: a customer with many past tickets and refunds costs the same queries."""
+    for n in range(5):
+        order = make_order(total_cents=1000 + n)
+        run = submit(f"My order {order.order_id} arrived broken. Please refund it.")
+        assert run_advance(run_id=run.pk, worker="history") == Run.Status.RESOLVED
+
+    status, queries = _run_counted(standard_ticket)
+
+    assert status == Run.Status.RESOLVED
+    assert len(queries) == STATEMENTS
+
+
+def test_the_fewer_writes_keep_every_safeguard(standard_ticket):
+    run_advance(run_id=standard_ticket.pk, worker="hot-path")
+    run = Run.objects.get(pk=standard_ticket.pk)
+
+    # Each side effect has its ledger row, counted once, completed after the call.
+    effects = Effect.objects.filter(run=run).order_by("created_at")
+    assert [(e.tool, e.status, e.attempts) for e in effects] == [
+        ("issue_refund", Effect.Status.SUCCEEDED, 1),
+        ("send_reply", Effect.Status.SUCCEEDED, 1),
+    ]
+    # Every step is traced once, and nothing is left open.
+    kinds = sorted(run.spans.values_list("kind", flat=True))
+    assert kinds.count("model") == 4
+    assert kinds.count("tool") == 3  # lookup_order, issue_refund, send_reply
+    assert kinds.count("validate") == 3 and kinds.count("policy") == 2
+    assert not run.spans.filter(status=Span.Status.STARTED).exists()
+    # The read tool's answer, saved with the next step, is in the conversation.
+    assert run.step_count == 7 and run.model_calls == 4
+    answered = [
+        block["tool_use_id"]
+        for message in run.messages
+        if message["role"] == "user" and isinstance(message["content"], list)
+        for block in message["content"]
+        if block.get("type") == "tool_result" and not block.get("is_error")
+    ]
+    assert len(answered) == 3
+
+
+def test_a_key_inserted_between_the_ledger_read_and_insert_is_read_again(
+    standard_ticket, monkeypatch
+):
+    """The ledger inserts without a savepoint; losing that race voids and repeats the
+    transaction, and the second read finds the other run's row: no second refund."""
+    from agentops.runtime import ledger
+    from agentops.services import new_trace_id
+    from agentops.simgateway.models import ProviderRefund
+
+    assert run_advance(run_id=standard_ticket.pk, worker="first") == Run.Status.RESOLVED
+    again = Run.objects.create(ticket=standard_ticket.ticket, trace_id=new_trace_id())
+
+    class BlindOnce:
+        """Effect's manager, but the first read of a key misses, as if the other
+        run's insert landed just after it."""
+
+        missed = 0
+
+        def filter(self, **lookups):
+            if "idempotency_key" in lookups and not self.missed:
+                self.missed += 1
+                return Effect.objects.none()
+            return Effect.objects.filter(**lookups)
+
+        def create(self, **fields):
+            return Effect.objects.create(**fields)
+
+    blind = BlindOnce()
+    monkeypatch.setattr(
+        ledger, "Effect", type("Effect", (), {"objects": blind, "Status": Effect.Status})
+    )
+
+    assert run_advance(run_id=again.pk, worker="second") == Run.Status.RESOLVED
+    assert blind.missed == 1
+    order_refunds = ProviderRefund.objects.filter(
+        idempotency_key=Effect.objects.get(tool="issue_refund").idempotency_key
+    )
+    assert order_refunds.count() == 1
+    assert Effect.objects.filter(tool="issue_refund").count() == 1
+    assert again.spans.filter(attributes__replayed_from_ledger=True).exists()
+
+
+def test_a_save_right_after_a_renewal_keeps_the_lease_and_a_later_one_renews_it(
+    standard_ticket, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agentops.runtime.loop import LEASE_RENEWAL_SLACK, Runner, _claim
+
+    run = _claim(run_id=standard_ticket.pk, worker="lessee")
+    runner = Runner(run, "lessee")
+    claimed_until = run.lease_expires_at
+
+    runner._save(step_count=1)  # within seconds of the claim: the lease stays
+    assert Run.objects.get(pk=run.pk).lease_expires_at == claimed_until
+
+    older = timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS) - LEASE_RENEWAL_SLACK
+    Run.objects.filter(pk=run.pk).update(lease_expires_at=older - timedelta(seconds=1))
+    run.lease_expires_at = older - timedelta(seconds=1)
+    runner._save(step_count=2)
+    assert Run.objects.get(pk=run.pk).lease_expires_at > claimed_until
+    assert Run.objects.get(pk=run.pk).step_count == 2
+
+
+def test_a_short_lease_is_renewed_once_half_of_it_is_gone(standard_ticket, settings):
+    """A lease shorter than twice the slack (tests, chaos) never runs out under a live worker."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agentops.runtime.loop import Runner, _claim
+
+    settings.RUN_LEASE_SECONDS = 4
+    run = _claim(run_id=standard_ticket.pk, worker="lessee")
+    runner = Runner(run, "lessee")
+    half_gone = timezone.now() + timedelta(seconds=1.9)  # 1.9 s of 4 left, none expired
+    Run.objects.filter(pk=run.pk).update(lease_expires_at=half_gone)
+    run.lease_expires_at = half_gone
+
+    runner._save(step_count=1)
+
+    renewed = Run.objects.get(pk=run.pk).lease_expires_at
+    assert renewed - timezone.now() > timedelta(seconds=3)
