@@ -7,6 +7,7 @@ broker (or a parallel CI run) never reach it.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -65,6 +66,7 @@ class Worker:
             env=full_env,
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so kill() takes the pool too
         )
 
     def wait_ready(self, timeout: float = 30) -> None:
@@ -76,6 +78,12 @@ class Worker:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"worker not ready in {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool at once: no warm shutdown, nothing more runs."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
     def stop(self) -> None:
         if self.process.poll() is None:
