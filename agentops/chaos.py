@@ -28,7 +28,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -41,7 +40,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from agentops.bench.runner import ROOT, database_url
+from agentops.bench.runner import ROOT, database_url, worker_argv
 from agentops.models import Run, Ticket
 from agentops.runtime.grounding import claimed_refund_sentences
 from agentops.runtime.interrupted import INTERRUPTED
@@ -156,25 +155,7 @@ class ChaosWorker:
 
     def start(self) -> None:
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "agentops",
-                "worker",
-                "-Q",
-                self.queue,
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"{self.name}@%h",
-            ],
+            worker_argv(queue=self.queue, concurrency=1, node=f"{self.name}@%h"),
             cwd=ROOT,
             env={**os.environ, "DATABASE_URL": database_url(), **self.env},
             stdout=self.log.open("a"),

@@ -92,6 +92,33 @@ def database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def worker_argv(*, queue: str, concurrency: int, node: str, loglevel: str = "WARNING") -> list[str]:
+    """The command line of a Celery worker process on one queue (bench, chaos, tests).
+
+    No gossip, mingle or heartbeat: the workers never need to know of each other, and
+    those add broker traffic and start-up time.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "agentops",
+        "worker",
+        "-Q",
+        queue,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        loglevel,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-n",
+        node,
+    ]
+
+
 @dataclass
 class Workers:
     processes: int
@@ -107,25 +134,7 @@ class Workers:
     def start(self) -> None:
         self.log = Path(settings.VAR_DIR) / f"{self.queue}.log"
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "agentops",
-                "worker",
-                "-Q",
-                self.queue,
-                "--concurrency",
-                str(self.processes),
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                self.node,
-            ],
+            worker_argv(queue=self.queue, concurrency=self.processes, node=self.node),
             cwd=ROOT,
             env={**os.environ, "DATABASE_URL": database_url(), **WORKLOAD_ENV, **self.env},
             stdout=self.log.open("w"),

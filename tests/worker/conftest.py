@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from agentops.bench.runner import database_url
+from agentops.bench.runner import database_url, worker_argv
 from agentops.celery import app as celery_app
 from agentops.models import Run
 
@@ -43,25 +42,7 @@ class Worker:
             **env,
         }
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "agentops",
-                "worker",
-                "-Q",
-                queue,
-                "--concurrency",
-                str(concurrency),
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"{queue}@%h",
-            ],
+            worker_argv(queue=queue, concurrency=concurrency, node=f"{queue}@%h", loglevel="INFO"),
             cwd=ROOT,
             env=full_env,
             stdout=self.log.open("w"),
