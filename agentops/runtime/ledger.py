@@ -17,13 +17,22 @@ from agentops.models import Effect
 from agentops.runtime.errors import IdempotencyMismatch
 from agentops.runtime.tools import canonical_json
 
+# effect_begin's `read` when the caller has not read the row: effect_begin reads it.
+UNREAD = object()
+
 
 def request_hash(request: dict) -> str:
     return hashlib.sha256(canonical_json(request).encode()).hexdigest()
 
 
 def effect_begin(
-    *, key: str, run, tool: str, request: dict, admit: Callable[[], None] | None = None
+    *,
+    key: str,
+    run,
+    tool: str,
+    request: dict,
+    admit: Callable[[], None] | None = None,
+    read: Effect | None | object = UNREAD,
 ) -> tuple[Effect, bool]:
     """Return the ledger row for `key`, creating it (status started) if new.
 
@@ -41,9 +50,14 @@ def effect_begin(
     same key between this read and the insert, the insert raises IntegrityError
     and the caller's transaction is void: the caller runs it again, and this
     read then finds the row.
+
+    `read` is the row (or None) the caller read for `key` moments before, outside
+    this transaction; it is used instead of reading again. It is no staler than a
+    read here would be: the row is not locked either way, and a row inserted since
+    makes the insert raise IntegrityError as above.
     """
     digest = request_hash(request)
-    effect = Effect.objects.filter(idempotency_key=key).first()
+    effect = Effect.objects.filter(idempotency_key=key).first() if read is UNREAD else read
     created = effect is None
     if created:
         if admit is not None:

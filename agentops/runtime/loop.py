@@ -200,6 +200,13 @@ class Runner:
         # A read-only tool's answer waits for the next write of the run (see _answer).
         self._pending_fields: dict = {}
         self._pending_spans: list[Span] = []
+        # Validation spans of the run (see _corrections): read once, then counted as written.
+        self._corrections: int | None = None
+        self._counted: set[str] = set()
+        # Ledger rows read moments before their transaction (see _in_ledger); None: no row.
+        self._ledger_read: dict[str, Effect | None] = {}
+        # Set when this task saw the ledger hold the ticket's reply as sent (see finish).
+        self._reply_in_ledger = False
         # Replays, forks and re-runs take responses and results from other sources.
         self.replay = ReplayPlan.for_run(run)
 
@@ -335,8 +342,10 @@ class Runner:
                 output_tokens=decision.output_tokens,
                 cost=decision.cost,
             )
-            Span.objects.bulk_create([root, triage])
+            self._store([root, triage])
             spend_record(cost=decision.cost)
+        # A run that begins has made no model call: nothing of it was corrected yet.
+        self._corrections = 0
 
     def model_step(self) -> str | None:
         run = self.run
@@ -420,7 +429,7 @@ class Runner:
                 output_tokens=run.output_tokens + output_tokens,
                 cost=run.cost + cost,
             )
-            span.save()
+            self._store([span])
             spend_record(cost=cost)
             if reviewed.refusal:
                 return self._end(
@@ -446,7 +455,7 @@ class Runner:
                 error_message=exceeded.reason,
             )
             return self._end(Run.Status.ESCALATED, exceeded.reason, spans=[span])
-        corrections = Span.objects.filter(run=self.run, error_class=VALIDATION).count()
+        corrections = self._corrections_so_far()
         if corrections > settings.RUN_MAX_CORRECTIONS:
             return self._end(
                 Run.Status.ESCALATED,
@@ -538,13 +547,19 @@ class Runner:
         key = tool.idempotency_key(resolved, self.ctx)
         if self.replay is not None:
             return self.replay.in_ledger(key)
-        return Effect.objects.filter(idempotency_key=key).exists()
+        # Kept for the ledger transaction that follows: it need not read the row again.
+        effect = Effect.objects.filter(idempotency_key=key).first()
+        self._ledger_read[key] = effect
+        return effect is not None
 
     def finish(self) -> str:
         """The model ended its turn: resolved only if a grounded reply went out."""
-        replied = Effect.objects.filter(
-            ticket_id=self.ticket.pk, tool="send_reply", status=Effect.Status.SUCCEEDED
-        ).exists()
+        replied = (
+            self._reply_in_ledger
+            or Effect.objects.filter(
+                ticket_id=self.ticket.pk, tool="send_reply", status=Effect.Status.SUCCEEDED
+            ).exists()
+        )
         if self.run.dry_run and self.run.reply:
             replied = True  # the reply a dry run would have sent
         if not replied:
@@ -791,7 +806,14 @@ class Runner:
         with transaction.atomic():
             try:
                 effect, created = ledger.effect_begin(
-                    key=key, run=self.run, tool=tool.name, request=resolved.args, admit=first.admit
+                    key=key,
+                    run=self.run,
+                    tool=tool.name,
+                    request=resolved.args,
+                    admit=first.admit,
+                    # Read before this transaction began (once: a retry after a lost
+                    # insert race reads again).
+                    read=self._ledger_read.pop(key, ledger.UNREAD),
                 )
             except ToolError as exc:
                 transaction.set_rollback(True)
@@ -808,7 +830,7 @@ class Runner:
                     attributes={"idempotency_key": key, "ledger": "new", **first.attributes()},
                 )
             self._save()  # renew the lease with the spans so far
-            Span.objects.bulk_create([*spans, *([first_attempt] if first_attempt else [])])
+            self._store([*spans, *([first_attempt] if first_attempt else [])])
         return effect, created, None, first_attempt
 
     def _execute_once(
@@ -946,6 +968,7 @@ class Runner:
                 provider_ref=result.get("refund_id", ""),
             )
             reply = resolved.args["body"] if tool.is_reply else None
+            self._reply_in_ledger = self._reply_in_ledger or tool.is_reply
             return self._answer(tool_use, result, is_error=False, spans=[span], reply=reply)
 
     def _answer_from_ledger(
@@ -964,6 +987,7 @@ class Runner:
                 result["note"] = "Already done for this ticket; the recorded result is returned."
             span_finish(span, output=result, attributes={"replayed_from_ledger": replayed})
             reply = resolved.args["body"] if tool.is_reply else None
+            self._reply_in_ledger = self._reply_in_ledger or tool.is_reply
             return self._answer(tool_use, result, is_error=False, spans=[span], reply=reply)
         error = effect.error or {}
         span_finish(
@@ -1035,7 +1059,7 @@ class Runner:
                 )
                 if open_first:
                     # Written before the outside call: a crash leaves it visibly unfinished.
-                    span.save()
+                    self._store([span])
             try:
                 result = call()
             except Exception as exc:
@@ -1055,7 +1079,7 @@ class Runner:
                         **({"breaker.state_after": state} if state else {}),
                     },
                 )
-                span.save()
+                self._store([span])
                 if state == OPEN and c.retryable:
                     # This failure opened the breaker: wait for the downstream, do not give up.
                     raise Parked(downstream, breaker.admit(retry=True)) from exc
@@ -1121,7 +1145,7 @@ class Runner:
             if not released:
                 raise LeaseLost(self.run.pk)
             self._pending_fields = {}
-            _save_spans([*self._flush_pending_spans(), span])
+            self._store([*self._flush_pending_spans(), span])
         logger.info("run %s waits for %s until %s", self.run.code, downstream, retry_at)
         return WAITING
 
@@ -1171,7 +1195,7 @@ class Runner:
         # Inside the caller's transaction when there is one: no savepoint round trips.
         with transaction.atomic(savepoint=False):
             self._save(**fields)
-            _save_spans(spans)
+            self._store(spans)
             if end is not None:
                 return self._end(*end)
         return None
@@ -1202,7 +1226,30 @@ class Runner:
         for name, value in fields.items():
             setattr(self.run, name, value)
         self._pending_fields = {}
-        _save_spans(self._flush_pending_spans())
+        self._store(self._flush_pending_spans())
+
+    def _store(self, spans: list[Span]) -> None:
+        """Write spans: new ones in one INSERT, started ones updated with their outcome."""
+        new = [s for s in spans if s.pk is None]
+        for span in spans:
+            if span.pk is not None:
+                span.save()
+        if new:
+            Span.objects.bulk_create(new)
+        if self._corrections is not None:
+            for span in spans:
+                if span.error_class == VALIDATION and span.span_id not in self._counted:
+                    self._counted.add(span.span_id)
+                    self._corrections += 1
+
+    def _corrections_so_far(self) -> int:
+        """Malformed or invalid model output corrected so far in this run (validation spans).
+
+        Read once per task; the spans this task writes are counted as it writes them.
+        """
+        if self._corrections is None:
+            self._corrections = Span.objects.filter(run=self.run, error_class=VALIDATION).count()
+        return self._corrections
 
     def _flush_pending_spans(self) -> list[Span]:
         spans, self._pending_spans = self._pending_spans, []
@@ -1210,7 +1257,7 @@ class Runner:
 
     def _park(self, spans: list[Span]) -> None:
         self._save()
-        _save_spans(spans)
+        self._store(spans)
         Run.objects.filter(pk=self.run.pk, lease_owner=self.worker).update(
             status=Run.Status.AWAITING_APPROVAL, lease_owner="", lease_expires_at=None
         )
@@ -1250,7 +1297,7 @@ class Runner:
             if not updated:
                 raise LeaseLost(self.run.pk)
             self._pending_fields = {}
-            _save_spans([*self._flush_pending_spans(), *(spans or [])])
+            self._store([*self._flush_pending_spans(), *(spans or [])])
             Span.objects.filter(span_id=self.root_span_id, ended_at__isnull=True).update(
                 ended_at=now,
                 status=Span.Status.OK if status == Run.Status.RESOLVED else Span.Status.ERROR,
@@ -1296,15 +1343,6 @@ class Runner:
         Run.objects.filter(pk=self.run.pk, lease_owner=self.worker).update(
             lease_expires_at=timezone.now()
         )
-
-
-def _save_spans(spans: list[Span]) -> None:
-    new = [s for s in spans if s.pk is None]
-    for span in spans:
-        if span.pk is not None:
-            span.save()
-    if new:
-        Span.objects.bulk_create(new)
 
 
 def _validation_messages(exc: ValidationError) -> list[str]:

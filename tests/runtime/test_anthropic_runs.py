@@ -8,6 +8,8 @@ from django.db.models import Sum
 
 from agentops.models import Effect, Run
 from agentops.runtime.loop import run_advance
+from approvals.models import PendingAction
+from approvals.services import action_approve
 from tests.fakes.messages_api import API_KEY, FakeMessagesAPI, Fault
 from traces.models import Span
 
@@ -214,3 +216,29 @@ def test_malformed_tool_calls_are_corrected_a_bounded_number_of_times(api, submi
     assert "Too many corrections" in run.outcome_reason
     assert len(api.requests) == 3  # the third correction is not asked for
     assert not Effect.objects.exists()
+
+
+def test_corrections_made_before_an_approval_count_after_it(
+    api, make_order, submit, support_lead, settings
+):
+    """The bound holds across tasks: a resumed run counts what earlier tasks corrected."""
+    settings.RUN_MAX_CORRECTIONS = 2
+    order = make_order(total_cents=12900)
+    refund = {"order_id": order.order_id, "amount_cents": 12900, "reason": "broken"}
+    api.push(
+        {"content": [use("no_such_tool", {}, "t1")]},
+        {"content": [use("send_reply", {"wrong": 1}, "t2")]},
+        {"content": [use("issue_refund", refund, "t3")]},
+    )
+    run = advance(submit(f"My order {order.order_id} arrived broken."))
+    assert run.status == Run.Status.AWAITING_APPROVAL, run.outcome_reason
+    action_approve(action=PendingAction.objects.get(run=run), actor=support_lead)
+
+    api.push({"content": [use("send_reply", "not an object", "t4")]})
+    api.push({"content": [use("send_reply", {"body": "never asked for"}, "t5")]})
+    run = advance(run)
+
+    assert run.status == Run.Status.ESCALATED
+    assert "Too many corrections" in run.outcome_reason
+    assert run.spans.filter(error_class="validation").count() == 3
+    assert len(api.requests) == 4  # the third correction, made after the approval, ends it

@@ -24,7 +24,7 @@ WRITE_TRANSACTIONS = 12
 # Every statement, BEGIN, COMMIT and savepoints included (the same on SQLite and
 # PostgreSQL: Django issues the same statements on both). One of them reads the
 # current prompt version when the run begins (a new run takes the version current then).
-STATEMENTS = 84
+STATEMENTS = 78
 
 
 @pytest.fixture
