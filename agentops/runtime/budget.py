@@ -17,6 +17,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from agentops.db import hot
+
 
 @dataclass(frozen=True)
 class BudgetExceeded:
@@ -41,8 +43,9 @@ def day_spend(*, day=None) -> Decimal:
     """What model and triage calls cost on this UTC day (today by default)."""
     from agentops.routing.models import DailySpend
 
-    row = DailySpend.objects.filter(day=_utc_day(day)).values_list("cost", flat=True).first()
-    return row if row is not None else Decimal(0)
+    # Read before every model call: the hot path's plain SQL (see agentops.db.hot).
+    cost = hot.value_where(DailySpend, "cost", {"day": _utc_day(day)})
+    return cost if cost is not None else Decimal(0)
 
 
 def spend_record(*, cost: Decimal, day=None) -> None:

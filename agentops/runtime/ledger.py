@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from django.utils import timezone
 
+from agentops.db import hot
 from agentops.models import Effect
 from agentops.runtime.errors import IdempotencyMismatch
 from agentops.runtime.tools import canonical_json
@@ -62,7 +63,7 @@ def effect_begin(
     if created:
         if admit is not None:
             admit()
-        effect = Effect.objects.create(
+        effect = Effect(
             idempotency_key=key,
             ticket_id=run.ticket_id,
             run=run,
@@ -71,6 +72,7 @@ def effect_begin(
             request_hash=digest,
             attempts=1,
         )
+        hot.insert_many([effect])
     if effect.request_hash != digest:
         raise IdempotencyMismatch(key)
     return effect, created

@@ -24,6 +24,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from pydantic import ValidationError
 
+from agentops.db import hot
 from agentops.integrations.llm import ModelResponse, get_model_client
 from agentops.integrations.payments.codes import customer_meaning
 from agentops.models import Effect, Run
@@ -1218,10 +1219,7 @@ class Runner:
             # update that writes an entry in every index of the run table.
             fields["lease_expires_at"] = now + lease
         fields["updated_at"] = now
-        updated = Run.objects.filter(
-            pk=self.run.pk, lease_owner=self.worker, status=Run.Status.RUNNING
-        ).update(**fields)
-        if not updated:
+        if not self._update_held(fields):
             raise LeaseLost(self.run.pk)
         for name, value in fields.items():
             setattr(self.run, name, value)
@@ -1230,12 +1228,10 @@ class Runner:
 
     def _store(self, spans: list[Span]) -> None:
         """Write spans: new ones in one INSERT, started ones updated with their outcome."""
-        new = [s for s in spans if s.pk is None]
         for span in spans:
             if span.pk is not None:
-                span.save()
-        if new:
-            Span.objects.bulk_create(new)
+                hot.save_fields(span)
+        hot.insert_many([s for s in spans if s.pk is None])
         if self._corrections is not None:
             for span in spans:
                 if span.error_class == VALIDATION and span.span_id not in self._counted:
@@ -1250,6 +1246,11 @@ class Runner:
         if self._corrections is None:
             self._corrections = Span.objects.filter(run=self.run, error_class=VALIDATION).count()
         return self._corrections
+
+    def _update_held(self, fields: dict) -> bool:
+        """Write run fields if this worker still holds the run's lease (the fence)."""
+        held = {"id": self.run.pk, "lease_owner": self.worker, "status": Run.Status.RUNNING}
+        return bool(hot.update_where(Run, fields, where=held))
 
     def _flush_pending_spans(self) -> list[Span]:
         spans, self._pending_spans = self._pending_spans, []
@@ -1291,24 +1292,26 @@ class Runner:
         if divergence is not None:
             fields["divergence"] = divergence
         with transaction.atomic(savepoint=False):
-            updated = Run.objects.filter(
-                pk=self.run.pk, lease_owner=self.worker, status=Run.Status.RUNNING
-            ).update(**fields)
-            if not updated:
+            if not self._update_held(fields):
                 raise LeaseLost(self.run.pk)
             self._pending_fields = {}
             self._store([*self._flush_pending_spans(), *(spans or [])])
-            Span.objects.filter(span_id=self.root_span_id, ended_at__isnull=True).update(
-                ended_at=now,
-                status=Span.Status.OK if status == Run.Status.RESOLVED else Span.Status.ERROR,
-                error_class="" if status == Run.Status.RESOLVED else _error_class_of(reason),
-                error_message=reason,
-                output={"status": status, "held_reply": held_reply}
-                if held_reply
-                else {"status": status},
-                cost=self.run.cost,
-                input_tokens=self.run.input_tokens,
-                output_tokens=self.run.output_tokens,
+            root = {"span_id": self.root_span_id, "ended_at": None}
+            hot.update_where(
+                Span,
+                where=root,
+                values=dict(
+                    ended_at=now,
+                    status=Span.Status.OK if status == Run.Status.RESOLVED else Span.Status.ERROR,
+                    error_class="" if status == Run.Status.RESOLVED else _error_class_of(reason),
+                    error_message=reason,
+                    output={"status": status, "held_reply": held_reply}
+                    if held_reply
+                    else {"status": status},
+                    cost=self.run.cost,
+                    input_tokens=self.run.input_tokens,
+                    output_tokens=self.run.output_tokens,
+                ),
             )
         for name, value in fields.items():
             setattr(self.run, name, value)

@@ -103,43 +103,50 @@ def test_the_fewer_writes_keep_every_safeguard(standard_ticket):
 def test_a_key_inserted_between_the_ledger_read_and_insert_is_read_again(
     standard_ticket, monkeypatch
 ):
-    """The ledger inserts without a savepoint; losing that race voids and repeats the
-    transaction, and the second read finds the other run's row: no second refund."""
-    from agentops.runtime import ledger
-    from agentops.services import new_trace_id
+    """The refund's ledger row is read before its transaction and inserted without a
+    savepoint. Another run inserting the same key in between voids the transaction;
+    it is run again, reads the other run's row and pays nothing."""
+    from agentops.runtime import ledger, loop
     from agentops.simgateway.models import ProviderRefund
 
-    assert run_advance(run_id=standard_ticket.pk, worker="first") == Run.Status.RESOLVED
-    again = Run.objects.create(ticket=standard_ticket.ticket, trace_id=new_trace_id())
+    evaluate = loop.policy_evaluate_call
+    raced = []
 
-    class BlindOnce:
-        """Effect's manager, but the first read of a key misses, as if the other
-        run's insert landed just after it."""
+    def evaluate_then_lose_the_race(*, tool, resolved, run):
+        # Between our read of the ledger and our insert: the other run's row lands.
+        if tool == "issue_refund" and not raced:
+            raced.append(
+                Effect.objects.create(
+                    idempotency_key=f"refund:{run.ticket.code}:{resolved.args['order_id']}",
+                    ticket_id=run.ticket_id,
+                    run=run,
+                    tool=tool,
+                    request=resolved.args,
+                    request_hash=ledger.request_hash(resolved.args),
+                    status=Effect.Status.SUCCEEDED,
+                    attempts=1,
+                    result={
+                        "status": "succeeded",
+                        "refund_id": "re_other_run",
+                        "order_id": resolved.args["order_id"],
+                        "amount_cents": resolved.args["amount_cents"],
+                        "currency": resolved.args["currency"],
+                    },
+                )
+            )
+        return evaluate(tool=tool, resolved=resolved, run=run)
 
-        missed = 0
+    monkeypatch.setattr(loop, "policy_evaluate_call", evaluate_then_lose_the_race)
 
-        def filter(self, **lookups):
-            if "idempotency_key" in lookups and not self.missed:
-                self.missed += 1
-                return Effect.objects.none()
-            return Effect.objects.filter(**lookups)
-
-        def create(self, **fields):
-            return Effect.objects.create(**fields)
-
-    blind = BlindOnce()
-    monkeypatch.setattr(
-        ledger, "Effect", type("Effect", (), {"objects": blind, "Status": Effect.Status})
-    )
-
-    assert run_advance(run_id=again.pk, worker="second") == Run.Status.RESOLVED
-    assert blind.missed == 1
-    order_refunds = ProviderRefund.objects.filter(
-        idempotency_key=Effect.objects.get(tool="issue_refund").idempotency_key
-    )
-    assert order_refunds.count() == 1
+    status = run_advance(run_id=standard_ticket.pk, worker="second")
+    standard_ticket.refresh_from_db()
+    assert status == Run.Status.RESOLVED, standard_ticket.outcome_reason
+    assert len(raced) == 1
+    assert not ProviderRefund.objects.exists()  # the other run's refund is not paid again
     assert Effect.objects.filter(tool="issue_refund").count() == 1
-    assert again.spans.filter(attributes__replayed_from_ledger=True).exists()
+    answered = standard_ticket.spans.get(kind="tool", name="issue_refund")
+    assert answered.attributes["replayed_from_ledger"] is True
+    assert answered.output["refund_id"] == "re_other_run"
 
 
 def test_a_save_right_after_a_renewal_keeps_the_lease_and_a_later_one_renews_it(

@@ -1,0 +1,97 @@
+"""agentops.db.hot writes and reads what the ORM would, on SQLite and PostgreSQL."""
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from agentops.db import hot
+from agentops.models import Run, Ticket
+from agentops.routing.models import DailySpend
+from agentops.services import new_trace_id
+from traces.models import Span
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def run():
+    ticket = Ticket.objects.create(customer_email="ada@example.com", subject="s", body="b")
+    return Run.objects.create(ticket=ticket, trace_id=new_trace_id())
+
+
+def _span(run, span_id, **fields):
+    return Span(
+        run=run,
+        trace_id=run.trace_id,
+        span_id=span_id,
+        kind=Span.Kind.MODEL,
+        name="messages.create",
+        started_at=timezone.now(),
+        **fields,
+    )
+
+
+def test_insert_many_stores_every_column_as_the_orm_reads_it_back(run):
+    spans = [
+        _span(
+            run,
+            "a" * 16,
+            input={"messages": [{"role": "user", "content": "héllo \\u2603"}]},
+            output=None,
+            attributes={"nested": {"list": [1, 2.5, None, True]}},
+            cost=Decimal("0.001234"),
+            input_tokens=7,
+        ),
+        _span(run, "b" * 16, input=None, attributes={}),
+    ]
+
+    hot.insert_many(spans)
+
+    assert all(s.pk for s in spans) and not spans[0]._state.adding
+    first, second = (Span.objects.get(pk=s.pk) for s in spans)
+    assert first.span_id == "a" * 16 and second.span_id == "b" * 16
+    assert first.input == {"messages": [{"role": "user", "content": "héllo \\u2603"}]}
+    assert first.output is None and second.input is None
+    assert first.attributes == {"nested": {"list": [1, 2.5, None, True]}}
+    assert first.cost == Decimal("0.001234") and first.input_tokens == 7
+    assert first.started_at == spans[0].started_at
+    assert first.status == Span.Status.STARTED  # the field's default
+
+
+def test_save_fields_updates_a_saved_row(run):
+    span = _span(run, "c" * 16, input={"a": 1})
+    hot.insert_many([span])
+    span.status, span.output, span.ended_at = Span.Status.OK, {"done": True}, timezone.now()
+
+    hot.save_fields(span)
+
+    stored = Span.objects.get(pk=span.pk)
+    assert (stored.status, stored.output, stored.ended_at) == (
+        Span.Status.OK,
+        {"done": True},
+        span.ended_at,
+    )
+
+
+def test_update_where_matches_equalities_and_is_null(run):
+    later = timezone.now() + timedelta(minutes=2)
+    held = {"id": run.pk, "lease_owner": "w1", "status": Run.Status.RUNNING}
+    assert hot.update_where(Run, {"step_count": 3}, where=held) == 0  # not held: nothing
+
+    Run.objects.filter(pk=run.pk).update(lease_owner="w1", status=Run.Status.RUNNING)
+    assert hot.update_where(Run, {"step_count": 3, "lease_expires_at": later}, where=held) == 1
+    assert hot.update_where(Run, {"step_count": 4}, where={"id": run.pk, "finished_at": None}) == 1
+
+    run.refresh_from_db()
+    assert (run.step_count, run.lease_expires_at) == (4, later)
+
+
+def test_value_where_converts_as_the_orm_does():
+    DailySpend.objects.create(day=date(2026, 1, 2), cost=Decimal("1.250000"))
+
+    cost = hot.value_where(DailySpend, "cost", {"day": date(2026, 1, 2)})
+
+    assert cost == Decimal("1.25") and isinstance(cost, Decimal)
+    assert hot.value_where(DailySpend, "cost", {"day": date(2026, 1, 3)}) is None
