@@ -137,3 +137,25 @@ def value_where(model: type[models.Model], name: str, where: Mapping[str, object
     ):
         value = converter(value, column, connection)
     return value
+
+
+@cache
+def _exists_sql(model: type[models.Model], where: tuple[str, ...], lock: bool) -> str:
+    meta = model._meta
+    conditions = " AND ".join(f"{_quote(meta.get_field(n).column)} = %s" for n in where)
+    pk = _quote(meta.pk.column)
+    sql = f"SELECT {pk} FROM {_quote(meta.db_table)} WHERE {conditions}"  # noqa: S608
+    return sql + " FOR UPDATE" if lock else sql
+
+
+def lock_where(model: type[models.Model], where: Mapping[str, object]) -> bool:
+    """Lock the rows matching every `where` equality until the transaction ends; any?
+
+    SELECT ... FOR UPDATE where the database has it. SQLite has no row locks: there a
+    writing transaction holds the whole database from its start (IMMEDIATE), which
+    is stronger.
+    """
+    lock = connection.features.has_select_for_update
+    with connection.cursor() as cursor:
+        cursor.execute(_exists_sql(model, tuple(where), lock), list(_prepared(model, where)))
+        return cursor.fetchone() is not None

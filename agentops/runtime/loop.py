@@ -1218,6 +1218,14 @@ class Runner:
             # is indexed (run_open_lease), so changing it makes a save a non-HOT
             # update that writes an entry in every index of the run table.
             fields["lease_expires_at"] = now + lease
+        elif not fields:
+            # Only the fence (before a side effect): the row locked to the end of the
+            # caller's transaction keeps the lease ours until its writes commit, as an
+            # UPDATE would, without writing a new version of the run's row.
+            if not hot.lock_where(Run, self._held()):
+                raise LeaseLost(self.run.pk)
+            self._store(self._flush_pending_spans())
+            return
         fields["updated_at"] = now
         if not self._update_held(fields):
             raise LeaseLost(self.run.pk)
@@ -1247,10 +1255,13 @@ class Runner:
             self._corrections = Span.objects.filter(run=self.run, error_class=VALIDATION).count()
         return self._corrections
 
+    def _held(self) -> dict:
+        """The run's row while this worker holds its lease: every write is fenced by it."""
+        return {"id": self.run.pk, "lease_owner": self.worker, "status": Run.Status.RUNNING}
+
     def _update_held(self, fields: dict) -> bool:
         """Write run fields if this worker still holds the run's lease (the fence)."""
-        held = {"id": self.run.pk, "lease_owner": self.worker, "status": Run.Status.RUNNING}
-        return bool(hot.update_where(Run, fields, where=held))
+        return bool(hot.update_where(Run, fields, where=self._held()))
 
     def _flush_pending_spans(self) -> list[Span]:
         spans, self._pending_spans = self._pending_spans, []

@@ -239,6 +239,27 @@ def test_a_worker_that_lost_its_lease_writes_nothing_more(make_order, submit):
     assert (takeover.name, takeover.attributes["previous_worker"]) == ("interrupted", "slow")
 
 
+def test_a_lease_lost_just_before_a_refund_stops_the_worker_before_the_ledger(
+    make_order, submit, monkeypatch
+):
+    """The fence before a side effect (a row lock when the lease needs no renewal)
+    finds the lease taken: no ledger row, no refund, no span from the old holder."""
+    order = make_order(total_cents=2000)
+    run = submit(f"My order {order.order_id} arrived broken. Please refund it.")
+    evaluate = loop.policy_evaluate_call
+
+    def evaluate_while_taken_over(*, tool, resolved, run):
+        if tool == "issue_refund":  # another worker takes the run over meanwhile
+            Run.objects.filter(pk=run.pk).update(lease_owner="rescuer")
+        return evaluate(tool=tool, resolved=resolved, run=run)
+
+    monkeypatch.setattr(loop, "policy_evaluate_call", evaluate_while_taken_over)
+
+    assert run_advance(run_id=run.pk, worker="slow") == "lease_lost"
+    assert not Effect.objects.exists() and not ProviderRefund.objects.exists()
+    assert not Span.objects.filter(run=run, kind__in=["validate", "policy"], name="issue_refund")
+
+
 def test_a_takeover_records_the_step_the_dead_worker_was_on(make_order, submit):
     run = submit("hello")
     assert _claim(run_id=run.pk, worker="first") is not None
