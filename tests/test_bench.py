@@ -26,9 +26,10 @@ def test_it_refuses_to_measure_on_the_embedded_defaults():
 def test_it_prints_throughput_latency_writes_and_memory_against_the_floor(capsys):
     if not _real_services():
         pytest.skip("the benchmark needs PostgreSQL and a real broker (the CI's second pass)")
-    call_command("bench", tickets=5, rounds=1, warmup=2, latency_tickets=3)
+    call_command("bench", tickets=5, rounds=1, warmup=2, latency_tickets=3, rss_tickets=12)
 
     out = capsys.readouterr().out
+    assert "over 12 agentops tickets" in out  # 5 + 3, then a batch of 4 more
     for figure in (
         "tickets/s (median)",
         "ratio agentops / floor",

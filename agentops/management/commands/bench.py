@@ -29,8 +29,17 @@ class Command(BaseCommand):
         parser.add_argument("--warmup", type=int, default=100)
         parser.add_argument("--latency-tickets", type=int, default=200)
         parser.add_argument("--processes", type=int, default=2, help="worker processes")
+        parser.add_argument(
+            "--rss-tickets",
+            type=int,
+            default=10_000,
+            help="tickets the workers' memory is watched over (rounds included; more run "
+            "after the latency measurement until this many have gone through)",
+        )
 
-    def handle(self, *args, tickets, rounds, warmup, latency_tickets, processes, **opts):
+    def handle(
+        self, *args, tickets, rounds, warmup, latency_tickets, processes, rss_tickets, **opts
+    ):
         if connection.vendor != "postgresql":
             raise CommandError("The benchmark runs on PostgreSQL: set DATABASE_URL.")
         if settings.CELERY_BROKER_URL.startswith("filesystem"):
@@ -62,6 +71,11 @@ class Command(BaseCommand):
                     f"floor {floor[-1]['per_second']:.1f}/s"
                 )
             latencies = measure_latency(latency_tickets, queue=workers.queue)
+            watched = rounds * tickets + latency_tickets
+            while watched < rss_tickets:
+                batch = min(tickets, rss_tickets - watched)
+                measure_agentops(batch, workers=workers)
+                watched += batch
             rss_after = workers.rss_kib()
         finally:
             workers.stop()
@@ -89,7 +103,11 @@ class Command(BaseCommand):
             f"enqueue -> resolved, one at a time ({len(latencies)} tickets): "
             f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms"
         )
-        out(f"worker RSS (KiB per process): before {rss_before}, after {rss_after}")
+        growth = (sum(rss_after) - sum(rss_before)) / sum(rss_before) * 100
+        out(
+            f"worker RSS (KiB per process) over {watched} agentops tickets after the warm-up "
+            f"(floor tasks too): before {rss_before}, after {rss_after} ({growth:+.1f}%)"
+        )
 
 
 def _cpus() -> int:
