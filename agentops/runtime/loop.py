@@ -420,25 +420,36 @@ class Runner:
             },
         )
         follow_up = [reviewed.follow_up] if reviewed.follow_up else []
+        advanced = {
+            "messages": conversation + [assistant] + follow_up,
+            "tool_results": reviewed.tool_results,
+            "model_calls": run.model_calls + 1,
+            "step_count": run.step_count + 1,
+            "input_tokens": run.input_tokens + input_tokens,
+            "output_tokens": run.output_tokens + output_tokens,
+            "cost": run.cost + cost,
+        }
+        # The turn is over: the run ends in the same transaction as the step.
+        ends = reviewed.refusal or (
+            not follow_up and not any(b.get("type") == "tool_use" for b in reviewed.content)
+        )
         with transaction.atomic():
-            self._save(
-                messages=conversation + [assistant] + follow_up,
-                tool_results=reviewed.tool_results,
-                model_calls=run.model_calls + 1,
-                step_count=run.step_count + 1,
-                input_tokens=run.input_tokens + input_tokens,
-                output_tokens=run.output_tokens + output_tokens,
-                cost=run.cost + cost,
-            )
-            self._store([span])
+            # One INSERT for this span and those of a deferred answer (see _answer).
+            self._pending_spans.append(span)
+            if ends:
+                # The step's fields go out with the end's, in one UPDATE (see _end).
+                self._pending_fields.update(advanced)
+                for name, value in advanced.items():
+                    setattr(run, name, value)
+            else:
+                self._save(**advanced)
             spend_record(cost=cost)
             if reviewed.refusal:
                 return self._end(
                     Run.Status.ESCALATED,
                     f"The model refused to continue: {reviewed.text or '(no text)'}"[:1000],
                 )
-            if not follow_up and not any(b.get("type") == "tool_use" for b in reviewed.content):
-                # The turn is over: finish in the same transaction as the step.
+            if ends:
                 return self.finish()
         return None
 
