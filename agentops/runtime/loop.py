@@ -808,11 +808,13 @@ class Runner:
         spans: list[Span],
         step: int,
         first: _FirstAdmission,
+        read,
     ):
         """One transaction before the call: the ledger row, the lease, the spans so far.
 
         Returns (effect, created, mismatch, first_attempt); nothing is written on a
         mismatch, nor when the breaker refuses a new key's first attempt (Parked).
+        `read` is what the caller knows of the key's row (see ledger.effect_begin).
         """
         first_attempt: Span | None = None
         with transaction.atomic():
@@ -823,9 +825,7 @@ class Runner:
                     tool=tool.name,
                     request=resolved.args,
                     admit=first.admit,
-                    # Read before this transaction began (once: a retry after a lost
-                    # insert race reads again).
-                    read=self._ledger_read.pop(key, ledger.UNREAD),
+                    read=read,
                 )
             except ToolError as exc:
                 transaction.set_rollback(True)
@@ -860,15 +860,19 @@ class Runner:
             )
         downstream = tool.downstream(self.ctx) if tool.downstream else ""
         first = _FirstAdmission(downstream)
+        # The row as read moments ago (a refund's, see _in_ledger). Unread, a key is
+        # taken to be new, as it nearly always is (a reply's: one per ticket), unless
+        # inserting it must first take the downstream breaker's admission.
+        read = self._ledger_read.pop(key, ledger.UNREAD if downstream else None)
         try:
             effect, created, mismatch, first_attempt = self._ledger_begin(
-                tool, key, resolved, spans, step, first
+                tool, key, resolved, spans, step, first, read
             )
         except IntegrityError:
-            # Another run inserted the same key between our read and our insert:
-            # this transaction was void; the second time round the read finds it.
+            # The row exists after all (another run's insert landed after our read, or
+            # the key was not new): this transaction was void; read the row this time.
             effect, created, mismatch, first_attempt = self._ledger_begin(
-                tool, key, resolved, spans, step, first
+                tool, key, resolved, spans, step, first, ledger.UNREAD
             )
         if mismatch is not None:
             span = self._span(

@@ -27,7 +27,7 @@ WRITE_TRANSACTIONS = 12
 # The validation-span count is read once per task (none when the run begins), a
 # model step writes its spans in one INSERT, and the last step and the run's end
 # are one UPDATE of the run.
-STATEMENTS = 76
+STATEMENTS = 75
 
 
 @pytest.fixture
