@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from agentops.integrations.orders import OrderInfo, get_order_directory
 from agentops.money import money_format
+from agentops.runtime.readonce import once
 from approvals.models import AutonomySetting, PolicyChange, RiskPolicy
 
 AUTO = "auto"
@@ -53,11 +54,12 @@ class PolicyDecision:
 
 def policy_for(*, tool: str, currency: str) -> RiskPolicy | None:
     """The admin's policy for this tool in this currency, else the tool's any-currency one."""
+    # Every tool's policies in one read per task of the agent loop (a handful of rows).
     policies = {
-        p.currency: p
-        for p in RiskPolicy.objects.filter(tool=tool, currency__in=[currency.upper(), ""])
+        (p.tool, p.currency): p
+        for p in once("risk_policies", lambda: list(RiskPolicy.objects.all()))
     }
-    return policies.get(currency.upper()) or policies.get("")
+    return policies.get((tool, currency.upper())) or policies.get((tool, ""))
 
 
 def policy_version_in_force(policy: RiskPolicy | None) -> PolicyChange | None:

@@ -50,8 +50,9 @@ from agentops.runtime.errors import (
 )
 from agentops.runtime.interrupted import run_take_over, spans_mark_interrupted
 from agentops.runtime.output import review_response, tool_use_ids
-from agentops.runtime.pricing import model_cost, prices_read_once, usage_attributes
+from agentops.runtime.pricing import model_cost, usage_attributes
 from agentops.runtime.prompts import prompt_current, prompt_for, ticket_message
+from agentops.runtime.readonce import read_once
 from agentops.runtime.replaying import Diverged, ReplayPlan, divergence_text
 from agentops.runtime.retry import backoff_delay, max_attempts
 from agentops.runtime.tools import TOOLS, Resolved, Tool, ToolContext, tool_definitions
@@ -136,7 +137,7 @@ def run_advance(*, run_id: int, worker: str | None = None) -> str:
     run = _claim(run_id=run_id, worker=worker)
     if run is None:
         return "not_claimed"
-    with run_log_context(run=run), prices_read_once():
+    with run_log_context(run=run), read_once():
         status = Runner(run, worker).go()
     if status in Run.FINAL_STATUSES:
         trace_export_on_commit(run_id=run.pk)  # OTLP, when configured; never raises

@@ -2,42 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from decimal import Decimal
+
+from agentops.runtime.readonce import once
 
 _MILLION = Decimal(1_000_000)
 _QUANTUM = Decimal("0.000001")
 
 
-# Inside prices_read_once(): a dict holding the price table once it has been read.
-_memo: ContextVar[dict | None] = ContextVar("model_prices", default=None)
-
-
-@contextmanager
-def prices_read_once() -> Iterator[None]:
-    """Read the price table once for the block (one task of the agent loop), not per call.
-
-    A price changed in the admin applies from the next task on; nothing is kept
-    across tasks, so no process holds an old table for longer than one task.
-    """
-    token = _memo.set({})
-    try:
-        yield
-    finally:
-        _memo.reset(token)
-
-
 def _price_table() -> list:
     from agentops.routing.models import ModelPrice
 
-    memo = _memo.get()
-    if memo is None:
-        return list(ModelPrice.objects.all())
-    if "table" not in memo:
-        memo["table"] = list(ModelPrice.objects.all())
-    return memo["table"]
+    return once("model_prices", lambda: list(ModelPrice.objects.all()))
 
 
 def model_price(model: str):

@@ -26,8 +26,9 @@ WRITE_TRANSACTIONS = 12
 # current prompt version when the run begins (a new run takes the version current then).
 # The validation-span count is read once per task (none when the run begins), a
 # model step writes its spans in one INSERT, and the last step and the run's end
-# are one UPDATE of the run.
-STATEMENTS = 75
+# are one UPDATE of the run. Model prices and risk policies are read once per task,
+# and a reply's ledger row is inserted without a read (its key is new but on a re-run).
+STATEMENTS = 74
 
 
 @pytest.fixture
