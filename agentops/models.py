@@ -1,11 +1,12 @@
 """The core records: tickets, the runs that work on them, and the effect ledger."""
 
 import hashlib
-import uuid
 
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from agentops.ids import uuid7
 
 
 class Ticket(models.Model):
@@ -15,7 +16,7 @@ class Ticket(models.Model):
         COMMAND = "command", "Management command"
         DEMO = "demo", "Demo seed"
 
-    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    code = models.UUIDField(default=uuid7, unique=True, editable=False)
     # Intake is idempotent on this: the same external id never makes a second run.
     external_id = models.CharField(max_length=200, unique=True, null=True, blank=True)
     customer_email = models.EmailField()
@@ -83,7 +84,7 @@ class Run(models.Model):
         EVAL = "eval", "Regression case"
         SHADOW = "shadow", "Shadow"
 
-    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    code = models.UUIDField(default=uuid7, unique=True, editable=False)
     ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="runs")
     status = models.CharField(max_length=20, choices=Status, default=Status.QUEUED)
     model = models.CharField(max_length=100, blank=True)
