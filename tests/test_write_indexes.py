@@ -1,0 +1,84 @@
+"""The indexes the hot path writes into are only those its readers need (issue 8)."""
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="index definitions and fillfactor are PostgreSQL's",
+    ),
+]
+
+
+def _indexes(table: str) -> dict[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [table])
+        return dict(cursor.fetchall())
+
+
+def _on_column(table: str, column: str) -> list[str]:
+    return [d for d in _indexes(table).values() if f"({column})" in d or f"({column}," in d]
+
+
+def test_spans_have_no_index_of_their_own_on_run_but_one_that_starts_with_it():
+    indexes = _indexes("traces_span")
+    assert [d for d in indexes.values() if "btree (run_id)" in d] == []
+    assert "btree (run_id, started_at)" in indexes["span_run_started"]
+    assert "span_started" not in indexes
+
+
+def test_the_tool_search_index_holds_tool_spans_only():
+    definition = _indexes("traces_span")["span_name_run"]
+    assert "btree (name, run_id)" in definition
+    for kind in ("validate", "policy", "approval", "tool"):
+        assert kind in definition
+    assert "'model'" not in definition
+
+
+@pytest.mark.parametrize("column", ["replay_of_id", "requested_by_id", "prompt_version_id"])
+def test_rarely_set_run_foreign_keys_are_indexed_only_where_set(column):
+    definitions = _on_column("agentops_run", column)
+    assert len(definitions) == 1, definitions
+    assert definitions[0].endswith(f"WHERE ({column} IS NOT NULL)")
+
+
+def test_runs_are_listed_newest_first_by_one_index():
+    indexes = _indexes("agentops_run")
+    assert "run_created" not in indexes
+    assert "btree (created_at DESC, id DESC)" in indexes["run_created_id"]
+
+
+def test_run_duration_holds_finished_runs_only():
+    definition = _indexes("agentops_run")["run_duration"]
+    assert "WHERE ((finished_at IS NOT NULL) AND (started_at IS NOT NULL))" in definition
+
+
+def test_the_run_table_leaves_room_on_its_pages_for_updates():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'agentops_run'")
+        assert cursor.fetchone()[0] == ["fillfactor=20"]
+
+
+@pytest.mark.parametrize(
+    ("app", "migration"),
+    [("agentops", "0006_run_fillfactor"), ("traces", "0008_run_duration_finished_only")],
+)
+def test_the_postgresql_only_migrations_reverse(app, migration):
+    executor = MigrationExecutor(connection)
+    operation = executor.loader.get_migration(app, migration).operations[0]
+    with connection.schema_editor() as editor:
+        operation.reverse_code(None, editor)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'agentops_run'")
+        reloptions = cursor.fetchone()[0]
+    duration = _indexes("agentops_run")["run_duration"]
+    with connection.schema_editor() as editor:
+        operation.code(None, editor)
+    if migration.endswith("fillfactor"):
+        assert reloptions is None
+    else:
+        assert "WHERE" not in duration
+    assert _indexes("agentops_run")["run_duration"].endswith("started_at IS NOT NULL))")
