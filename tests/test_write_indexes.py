@@ -82,3 +82,60 @@ def test_the_postgresql_only_migrations_reverse(app, migration):
     else:
         assert "WHERE" not in duration
     assert _indexes("agentops_run")["run_duration"].endswith("started_at IS NOT NULL))")
+
+
+def _columns(table: str) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum",
+            [table],
+        )
+        return [name for (name,) in cursor.fetchall()]
+
+
+def _checks(table: str) -> dict[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = %s::regclass",
+            [table],
+        )
+        return dict(cursor.fetchall())
+
+
+def test_the_columns_a_run_changes_come_last_and_the_conversation_at_the_end():
+    columns = _columns("agentops_run")
+    assert columns[0] == "id" and columns[-1] == "messages"
+    # Triage, written once, sits before the columns every update changes.
+    assert columns.index("triage") < columns.index("tool_results") < columns.index("updated_at")
+
+
+def test_moving_the_columns_again_keeps_rows_indexes_and_constraints():
+    from agentops import ids
+    from agentops.models import Run, Ticket
+
+    ticket = Ticket.objects.create(customer_email="a@example.com", subject="s", body="b")
+    run = Run.objects.create(
+        ticket=ticket,
+        trace_id=ids.trace_id(),
+        messages=[{"role": "user", "content": "hello"}],
+        triage={"intent": "refund"},
+        step_count=3,
+        cost="0.125000",
+        reply="Done.",
+    )
+    indexes, checks = _indexes("agentops_run"), _checks("agentops_run")
+    with connection.cursor() as cursor:
+        # The deferred foreign key checks of the inserts above would block ALTER TABLE.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    executor = MigrationExecutor(connection)
+    operation = executor.loader.get_migration("agentops", "0008_run_column_order").operations[0]
+    with connection.schema_editor() as editor:
+        operation.code(None, editor)
+    assert _indexes("agentops_run") == indexes
+    assert _checks("agentops_run") == checks
+    again = Run.objects.get(pk=run.pk)
+    assert again.messages == [{"role": "user", "content": "hello"}]
+    assert (again.step_count, str(again.cost), again.reply) == (3, "0.125000", "Done.")
+    assert again.triage == {"intent": "refund"} and again.updated_at == run.updated_at
