@@ -38,6 +38,11 @@ def test_the_tool_search_index_holds_tool_spans_only():
     assert "'model'" not in definition
 
 
+def test_the_step_latency_index_holds_ended_spans_only():
+    definition = _indexes("traces_span")["span_kind_started"]
+    assert "btree (kind, started_at, ended_at) WHERE (ended_at IS NOT NULL)" in definition
+
+
 @pytest.mark.parametrize("column", ["replay_of_id", "requested_by_id", "prompt_version_id"])
 def test_rarely_set_run_foreign_keys_are_indexed_only_where_set(column):
     definitions = _on_column("agentops_run", column)
