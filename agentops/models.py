@@ -1,11 +1,12 @@
 """The core records: tickets, the runs that work on them, and the effect ledger."""
 
 import hashlib
-import uuid
 
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from agentops.ids import uuid7
 
 
 class Ticket(models.Model):
@@ -15,7 +16,7 @@ class Ticket(models.Model):
         COMMAND = "command", "Management command"
         DEMO = "demo", "Demo seed"
 
-    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    code = models.UUIDField(default=uuid7, unique=True, editable=False)
     # Intake is idempotent on this: the same external id never makes a second run.
     external_id = models.CharField(max_length=200, unique=True, null=True, blank=True)
     customer_email = models.EmailField()
@@ -83,7 +84,7 @@ class Run(models.Model):
         EVAL = "eval", "Regression case"
         SHADOW = "shadow", "Shadow"
 
-    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    code = models.UUIDField(default=uuid7, unique=True, editable=False)
     ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="runs")
     status = models.CharField(max_length=20, choices=Status, default=Status.QUEUED)
     model = models.CharField(max_length=100, blank=True)
@@ -110,13 +111,24 @@ class Run(models.Model):
     outcome_reason = models.TextField(blank=True)
 
     # What the model was told (null: the built-in prompt).
+    # Indexed by run_prompt_version (partial) rather than by the FK's own index.
     prompt_version = models.ForeignKey(
-        PromptVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+        PromptVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runs",
+        db_index=False,
     )
     # Replays, forks, evals and shadow runs point at the run they reproduce or shadow.
     mode = models.CharField(max_length=10, choices=Mode, default=Mode.PRODUCTION, blank=True)
     replay_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="replays",
+        db_index=False,  # run_replay_of (partial) below
     )
     replay_from_step = models.PositiveIntegerField(null=True, blank=True)
     # Dry run: side effects are recorded as "would have executed" and never executed.
@@ -129,7 +141,12 @@ class Run(models.Model):
     divergence = models.JSONField(null=True, blank=True)
     # Who asked for a replay, fork or re-run (null: production intake, or a command).
     requested_by = models.ForeignKey(
-        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "auth.User",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,  # run_requested_by (partial) below
     )
 
     created_at = models.DateTimeField(default=timezone.now)
@@ -146,12 +163,31 @@ class Run(models.Model):
         indexes = [
             # The runs list: newest first, optionally filtered by status.
             models.Index(fields=["status", "-created_at"], name="run_status_created"),
-            models.Index(fields=["-created_at"], name="run_created"),
+            # (Newest first and created_at ranges without a status: run_created_id, made
+            # in traces' migration 0003, which also breaks ties by id.)
             # The beat sweeper: unfinished runs whose lease ran out or never started.
             models.Index(
                 fields=["lease_expires_at"],
                 name="run_open_lease",
                 condition=Q(status__in=["queued", "running"]),
+            ),
+            # The foreign keys that production runs leave null are indexed only where set,
+            # so the hot path's non-HOT updates of a run never write into them:
+            # run.replays (a run's replays page) and SET_NULL when a run is deleted.
+            models.Index(
+                fields=["replay_of"], name="run_replay_of", condition=Q(replay_of__isnull=False)
+            ),
+            # SET_NULL when a user is deleted.
+            models.Index(
+                fields=["requested_by"],
+                name="run_requested_by",
+                condition=Q(requested_by__isnull=False),
+            ),
+            # PROTECT when a prompt version is deleted, and prompt_version.runs.
+            models.Index(
+                fields=["prompt_version"],
+                name="run_prompt_version",
+                condition=Q(prompt_version__isnull=False),
             ),
         ]
 

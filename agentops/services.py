@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from kombu.exceptions import KombuError
 
+from agentops import ids
 from agentops.models import ApiToken, Run, Ticket
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ class Submission:
 
 
 def new_trace_id() -> str:
-    return secrets.token_hex(16)
+    return ids.trace_id()
 
 
 def ticket_submit(

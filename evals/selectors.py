@@ -59,7 +59,7 @@ class VersionOutcomes:
 def outcomes_by_prompt_version(*, since: datetime, until: datetime) -> list[VersionOutcomes]:
     """Production runs created in [since, until), by the prompt version they were told.
 
-    One grouped query (run_created serves the range). Replays, evals and shadow runs
+    One grouped query (run_created_id serves the range). Replays, evals and shadow runs
     are left out: they are not what customers got.
     """
     rows = (

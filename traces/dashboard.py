@@ -169,7 +169,7 @@ def _duplicate_refunds(*, since: datetime) -> tuple[int | None, str]:
 
 
 def _dashboard(*, since: datetime, until: datetime) -> Dashboard:
-    # run_created / run_status_created serve the range; PendingAction's index the pending ones.
+    # run_created_id / run_status_created serve the range; PendingAction's index the pending ones.
     # Outcomes are production's: replays, evals and shadow runs would skew them (their
     # model spend still counts below, it is real money).
     runs = Run.objects.filter(created_at__gte=since, created_at__lt=until, mode=Run.Mode.PRODUCTION)

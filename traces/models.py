@@ -3,6 +3,9 @@
 from django.db import models
 from django.db.models import Q
 
+# The kinds of span a tool call writes: the trace search's "used tool X" looks at these.
+TOOL_SPAN_KINDS = ["validate", "policy", "approval", "tool"]
+
 
 class Span(models.Model):
     class Kind(models.TextChoices):
@@ -29,7 +32,10 @@ class Span(models.Model):
         POLICY = "policy"
         BUDGET = "budget"
 
-    run = models.ForeignKey("agentops.Run", on_delete=models.CASCADE, related_name="spans")
+    # No index of its own: span_run_started, which starts with run, serves every lookup by run.
+    run = models.ForeignKey(
+        "agentops.Run", on_delete=models.CASCADE, related_name="spans", db_index=False
+    )
     trace_id = models.CharField(max_length=32)
     span_id = models.CharField(max_length=16, unique=True)
     parent_span_id = models.CharField(max_length=16, blank=True)
@@ -62,13 +68,22 @@ class Span(models.Model):
                 name="span_error_class_run",
                 condition=~Q(error_class=""),
             ),
-            # Trace search, "used tool X": EXISTS (... WHERE run_id = r.id AND name = X).
-            models.Index(fields=["name", "run"], name="span_name_run"),
-            # prune_traces and the dashboard's errors per day: spans started in a range.
-            models.Index(fields=["started_at"], name="span_started"),
+            # Trace search, "used tool X":
+            # EXISTS (... WHERE run_id = r.id AND name = X AND kind IN TOOL_SPAN_KINDS).
+            # Partial: model, triage, run and reply spans (half of a run's) never enter it.
+            models.Index(
+                fields=["name", "run"],
+                name="span_name_run",
+                condition=Q(kind__in=TOOL_SPAN_KINDS),
+            ),
             # The dashboard's step latency: durations of one kind's spans started in a
             # range, read from the index alone (ended_at is its last column).
-            models.Index(fields=["kind", "started_at", "ended_at"], name="span_kind_started"),
+            # Partial: a span written before an outside call enters it when it ends.
+            models.Index(
+                fields=["kind", "started_at", "ended_at"],
+                name="span_kind_started",
+                condition=Q(ended_at__isnull=False),
+            ),
             # The dashboard's errors per day: failed spans started in a range, by class.
             models.Index(
                 fields=["started_at", "error_class"],

@@ -11,7 +11,7 @@ from uuid import UUID
 from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet
 
 from agentops.models import Effect, Run
-from traces.models import Span
+from traces.models import TOOL_SPAN_KINDS, Span
 
 RUNS_PAGE_SIZE = 50
 
@@ -25,7 +25,6 @@ SORTS: dict[str, tuple[str, bool]] = {
 }
 
 # Span kinds that name a tool: a run "used" a tool if it validated, checked or called it.
-TOOL_SPAN_KINDS = [Span.Kind.VALIDATE, Span.Kind.POLICY, Span.Kind.APPROVAL, Span.Kind.TOOL]
 
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -132,7 +131,7 @@ def run_search(*, filters: RunFilters) -> QuerySet[Run]:
             Exists(Span.objects.filter(run=OuterRef("pk"), error_class=filters.error_class))
         )
     if filters.tool:
-        # Served by span_name_run.
+        # Served by span_name_run, whose condition is this very kind list.
         runs = runs.filter(
             Exists(
                 Span.objects.filter(run=OuterRef("pk"), name=filters.tool, kind__in=TOOL_SPAN_KINDS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 from decimal import Decimal
 
@@ -10,12 +9,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from agentops import ids
 from traces.models import Span
 from traces.redact import redact, redact_text
 
 
 def new_span_id() -> str:
-    return secrets.token_hex(8)
+    return ids.span_id()
 
 
 def span_build(
