@@ -95,3 +95,13 @@ def test_value_where_converts_as_the_orm_does():
 
     assert cost == Decimal("1.25") and isinstance(cost, Decimal)
     assert hot.value_where(DailySpend, "cost", {"day": date(2026, 1, 3)}) is None
+
+
+def test_update_where_takes_a_tuple_as_in(run):
+    where = {"id": run.pk, "status": (Run.Status.RUNNING, Run.Status.QUEUED)}
+    assert hot.update_where(Run, {"step_count": 5}, where=where) == 1
+    where = {"id": run.pk, "status": (Run.Status.RUNNING, Run.Status.RESOLVED)}
+    assert hot.update_where(Run, {"step_count": 6}, where=where) == 0
+
+    run.refresh_from_db()
+    assert run.status == Run.Status.QUEUED and run.step_count == 5

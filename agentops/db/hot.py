@@ -57,16 +57,44 @@ def insert_many(objs: list[models.Model]) -> None:
         obj._state.db = connection.alias
 
 
+def _shape(where: Mapping[str, object]) -> tuple[tuple[str, int], ...]:
+    """Each condition's column and kind: -1 IS NULL, 0 equality, n > 0 IN n values."""
+    return tuple(
+        (name, -1 if value is None else len(value) if isinstance(value, tuple) else 0)
+        for name, value in where.items()
+    )
+
+
+def _conditions(meta, shape: tuple[tuple[str, int], ...]) -> str:
+    def condition(name: str, kind: int) -> str:
+        column = _quote(meta.get_field(name).column)
+        if kind < 0:
+            return f"{column} IS NULL"
+        return f"{column} IN ({', '.join(['%s'] * kind)})" if kind else f"{column} = %s"
+
+    return " AND ".join(condition(name, kind) for name, kind in shape)
+
+
+def _compared(model: type[models.Model], where: Mapping[str, object]) -> list:
+    """The parameters of the conditions, in order (none for IS NULL, one per IN value)."""
+    flat = {}
+    for name, value in where.items():
+        for i, one in enumerate(value if isinstance(value, tuple) else (value,)):
+            if one is not None:
+                flat[name, i] = (name, one)
+    return [
+        model._meta.get_field(name).get_db_prep_save(value, connection)
+        for name, value in flat.values()
+    ]
+
+
 @cache
 def _update_sql(
-    model: type[models.Model], names: tuple[str, ...], where: tuple[tuple[str, bool], ...]
+    model: type[models.Model], names: tuple[str, ...], where: tuple[tuple[str, int], ...]
 ) -> str:
     meta = model._meta
     sets = ", ".join(f"{_quote(meta.get_field(n).column)} = %s" for n in names)
-    conditions = " AND ".join(
-        f"{_quote(meta.get_field(n).column)} {'IS NULL' if null else '= %s'}" for n, null in where
-    )
-    return f"UPDATE {_quote(meta.db_table)} SET {sets} WHERE {conditions}"  # noqa: S608
+    return f"UPDATE {_quote(meta.db_table)} SET {sets} WHERE {_conditions(meta, where)}"  # noqa: S608
 
 
 def _prepared(model: type[models.Model], values: Mapping[str, object]) -> Iterable:
@@ -83,14 +111,12 @@ def update_where(
     """UPDATE the rows matching every `where` condition with `values`; returns the row count.
 
     What QuerySet.filter(**where).update(**values) does, for plain values only: each
-    condition is an equality, or IS NULL for None.
+    condition is an equality, IS NULL for None, or IN for a tuple of values.
     """
-    shape = tuple((name, value is None) for name, value in where.items())
-    compared = {name: value for name, value in where.items() if value is not None}
     with connection.cursor() as cursor:
         cursor.execute(
-            _update_sql(model, tuple(values), shape),
-            [*_prepared(model, values), *_prepared(model, compared)],
+            _update_sql(model, tuple(values), _shape(where)),
+            [*_prepared(model, values), *_compared(model, where)],
         )
         return cursor.rowcount
 
@@ -102,7 +128,7 @@ def save_fields(obj: models.Model) -> None:
     pk = model._meta.pk
     with connection.cursor() as cursor:
         cursor.execute(
-            _update_sql(model, tuple(f.name for f in fields), ((pk.name, False),)),
+            _update_sql(model, tuple(f.name for f in fields), ((pk.name, 0),)),
             [
                 *(f.get_db_prep_save(f.pre_save(obj, add=False), connection) for f in fields),
                 pk.get_db_prep_save(obj.pk, connection),

@@ -102,6 +102,7 @@ def effect_complete(
         "completed_at": now if status != Effect.Status.UNKNOWN else None,
         "updated_at": now,
     }
-    Effect.objects.filter(pk=effect.pk).exclude(status=Effect.Status.SUCCEEDED).update(**fields)
+    unfinished = tuple(s for s in Effect.Status.values if s != Effect.Status.SUCCEEDED)
+    hot.update_where(Effect, fields, where={"id": effect.pk, "status": unfinished})
     for name, value in fields.items():
         setattr(effect, name, value)
