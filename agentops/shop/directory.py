@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.db import connection
+from django.db.models import QuerySet
+from django.utils import timezone
+
 from agentops.integrations.orders import OrderInfo, RefundInfo
 from agentops.shop.models import Customer, Order, Refund
 
@@ -22,30 +26,69 @@ def normalise_tracking_number(value: str) -> str:
     return "".join(value.split()).upper()
 
 
-def order_info(order: Order) -> OrderInfo:
-    """A frozen snapshot of an order and the refunds already made on it."""
-    return OrderInfo(
-        order_id=order.order_id,
-        customer_email=order.customer.email,
-        customer_name=order.customer.name,
-        total_cents=order.total_cents,
-        currency=order.currency,
-        status=order.status,
-        placed_at=order.placed_at,
-        delivered_at=order.delivered_at,
-        tracking_number=order.tracking_number,
-        payment_ref=order.payment_ref,
-        refunds=tuple(
-            RefundInfo(
-                reference=refund.reference,
-                amount_cents=refund.amount_cents,
-                created_at=refund.created_at,
-                reason=refund.reason,
-                order_id=order.order_id,
-            )
-            for refund in order.refunds.all()
-        ),
+# OrderInfo's fields and the columns they are read from.
+_ORDER_FIELDS = {
+    "order_id": "order_id",
+    "customer_email": "customer__email",
+    "customer_name": "customer__name",
+    "total_cents": "total_cents",
+    "currency": "currency",
+    "status": "status",
+    "placed_at": "placed_at",
+    "delivered_at": "delivered_at",
+    "tracking_number": "tracking_number",
+    "payment_ref": "payment_ref",
+}
+_REFUND_COLUMNS = (
+    "refunds__reference",
+    "refunds__amount_cents",
+    "refunds__created_at",
+    "refunds__reason",
+)
+
+
+def _snapshots(orders: QuerySet[Order]) -> list[OrderInfo]:
+    """Snapshots of these orders, newest first, with their refunds, oldest first.
+
+    One query: the order, its customer and its refunds in a LEFT JOIN, a row per
+    refund (or one row with no refund), rather than a query for the orders and
+    another for the prefetch. Every tool call that names an order reads it this way.
+    """
+    rows = orders.values_list("pk", *_ORDER_FIELDS.values(), *_REFUND_COLUMNS).order_by(
+        "-placed_at", "pk", "refunds__created_at", "refunds__pk"
     )
+    found: dict[int, tuple[dict, list[RefundInfo]]] = {}
+    width = len(_ORDER_FIELDS)
+    for pk, *columns in rows:
+        order = dict(zip(_ORDER_FIELDS, columns[:width], strict=True))
+        _, refunds = found.setdefault(pk, (order, []))
+        reference, amount_cents, created_at, reason = columns[width:]
+        if reference is not None:
+            refunds.append(
+                RefundInfo(
+                    reference=reference,
+                    amount_cents=amount_cents,
+                    created_at=created_at,
+                    reason=reason,
+                    order_id=order["order_id"],
+                )
+            )
+    return [OrderInfo(**order, refunds=tuple(refunds)) for order, refunds in found.values()]
+
+
+def _snapshot(orders: QuerySet[Order]) -> OrderInfo | None:
+    found = _snapshots(orders)
+    return found[0] if found else None
+
+
+# Record a refund for the order with this order_id, unless the reference is already
+# recorded. Raw SQL because the ORM has no INSERT ... SELECT ... ON CONFLICT; both
+# SQLite (3.24+) and PostgreSQL accept it as written.
+_RECORD_REFUND = f"""
+    INSERT INTO {Refund._meta.db_table} (order_id, amount_cents, reference, reason, created_at)
+    SELECT id, %s, %s, %s, %s FROM {Order._meta.db_table} WHERE order_id = %s
+    ON CONFLICT (reference) DO NOTHING
+"""  # noqa: S608 (table names from the models, values as parameters)
 
 
 class OrderNotFound(LookupError):
@@ -55,19 +98,14 @@ class OrderNotFound(LookupError):
 class ShopOrderDirectory:
     """The embedded OrderDirectory, backed by agentops.shop's tables."""
 
-    def _orders(self):
-        return Order.objects.select_related("customer").prefetch_related("refunds")
-
     def get(self, order_id: str) -> OrderInfo | None:
-        order = self._orders().filter(order_id=normalise_order_id(order_id)).first()
-        return order_info(order) if order else None
+        return _snapshot(Order.objects.filter(order_id=normalise_order_id(order_id)))
 
     def find_by_tracking_number(self, tracking_number: str) -> OrderInfo | None:
         number = normalise_tracking_number(tracking_number)
         if not number:
             return None
-        order = self._orders().filter(tracking_number=number).first()
-        return order_info(order) if order else None
+        return _snapshot(Order.objects.filter(tracking_number=number))
 
     def for_customer(self, email: str) -> list[OrderInfo]:
         # Email addresses are unique case-insensitively in practice, whatever the
@@ -75,7 +113,7 @@ class ShopOrderDirectory:
         customer = Customer.objects.filter(email__iexact=email.strip()).first()
         if customer is None:
             return []
-        return [order_info(order) for order in self._orders().filter(customer=customer)]
+        return _snapshots(Order.objects.filter(customer=customer))
 
     def refunds_for_customer(self, email: str, *, since: datetime) -> list[RefundInfo]:
         refunds = (
@@ -107,15 +145,27 @@ class ShopOrderDirectory:
         """
         if amount_cents <= 0:
             raise ValueError(f"refund amount must be positive, got {amount_cents}")
+        # One statement, atomic on its own: it inserts nothing when the order is
+        # unknown or the reference is already recorded (the unique key decides,
+        # also against a concurrent insert), and only then do we look closer.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _RECORD_REFUND,
+                [
+                    amount_cents,
+                    reference,
+                    reason[:300],
+                    connection.ops.adapt_datetimefield_value(timezone.now()),
+                    normalise_order_id(order_id),
+                ],
+            )
+            if cursor.rowcount == 1:
+                return
         order = Order.objects.filter(order_id=normalise_order_id(order_id)).first()
         if order is None:
             raise OrderNotFound(f"no order {order_id!r}")
-        # get_or_create retries the read when a concurrent insert wins the unique key.
-        refund, created = Refund.objects.get_or_create(
-            reference=reference,
-            defaults={"order": order, "amount_cents": amount_cents, "reason": reason[:300]},
-        )
-        if not created and (refund.order_id != order.pk or refund.amount_cents != amount_cents):
+        refund = Refund.objects.select_related("order").get(reference=reference)
+        if refund.order_id != order.pk or refund.amount_cents != amount_cents:
             raise ValueError(
                 f"refund {reference} is already recorded as {refund.amount_cents} "
                 f"on {refund.order.order_id}"
