@@ -35,7 +35,8 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import BooleanField, F, Q, QuerySet
+from django.db.models.expressions import RawSQL
 
 from agentops.integrations.errors import (
     IdempotencyConflict,
@@ -104,9 +105,22 @@ def _as_gateway_refund(row: ProviderRefund) -> GatewayRefund:
     )
 
 
-def _pending_faults(payment_ref) -> QuerySet[ScriptedFault]:
-    """Faults still scripted for a payment (a value, or OuterRef in a subquery)."""
+def _pending_faults(payment_ref: str) -> QuerySet[ScriptedFault]:
+    """Faults still scripted for a payment."""
     return ScriptedFault.objects.filter(payment_ref=payment_ref, remaining__gt=0)
+
+
+def _any_fault_pending(payment_ref: str) -> RawSQL:
+    """_pending_faults(payment_ref).exists(), as a column of another query.
+
+    Written out: the ORM's Exists() took ~0.25 ms to compile, at every refund.
+    """
+    return RawSQL(  # noqa: S611 (the value goes as a parameter)
+        f"EXISTS (SELECT 1 FROM {ScriptedFault._meta.db_table} "  # noqa: S608 (a model's table)
+        "WHERE payment_ref = %s AND remaining > 0)",
+        [payment_ref],
+        output_field=BooleanField(),
+    )
 
 
 def _take_scripted_fault(payment_ref: str, kinds: list[str]) -> str | None:
@@ -271,7 +285,7 @@ class SimulatedGateway:
             # "left to refund" check (SQLite serialises writers on its own).
             charges = Order.objects.select_for_update().filter(payment_ref=payment_ref)
             if not faults_taken:
-                charges = charges.annotate(faulted=Exists(_pending_faults(OuterRef("payment_ref"))))
+                charges = charges.annotate(faulted=_any_fault_pending(payment_ref))
             charge = charges.order_by("pk").first()
             if not faults_taken:
                 # Scripted faults are rare: when one is pending, leave at once, and
@@ -287,7 +301,7 @@ class SimulatedGateway:
             mine = Q(payment_ref=payment_ref)
             if idempotency_key is not None:
                 mine |= Q(idempotency_key=idempotency_key)
-            rows = list(ProviderRefund.objects.filter(mine))
+            rows = list(ProviderRefund.objects.filter(mine).order_by())
             if idempotency_key is not None:
                 for existing in rows:
                     if existing.idempotency_key == idempotency_key:
