@@ -423,13 +423,43 @@ def test_the_ledger_alone_prevents_a_duplicate_at_a_legacy_provider_that_times_o
 # --- what a refund costs, and faults scripted while the provider runs ---------------
 
 
-def test_a_refund_without_scripted_faults_takes_five_statements(charge, django_assert_num_queries):
+def test_a_refund_without_scripted_faults_takes_four_statements(charge, django_assert_num_queries):
     # Begin, the charge FOR UPDATE (which also says no fault is scripted), the
-    # payment's and the key's refunds, the insert, commit.
+    # insert if it fits, commit.
+    with django_assert_num_queries(4):
+        refund(2500, key="key-1")
+    # A replay inserts nothing, then reads the key's refund.
     with django_assert_num_queries(5):
-        refund(2500, key="key-1")
-    with django_assert_num_queries(4):  # a replay inserts nothing
-        refund(2500, key="key-1")
+        assert refund(2500, key="key-1").amount_cents == 2500
+
+
+def test_a_refund_that_does_not_fit_inserts_nothing_and_says_why(charge):
+    refund(5000, key="key-1")
+    for amount, code in ((2501, "amount_too_large"), (2500, None), (1, "charge_already_refunded")):
+        if code is None:
+            refund(amount, key=f"try-{amount}")
+            continue
+        with pytest.raises(ProviderRejected) as caught:
+            refund(amount, key=f"try-{amount}")
+        assert caught.value.code == code
+    assert sorted(r.amount_cents for r in ProviderRefund.objects.all()) == [2500, 5000]
+
+
+def test_a_key_used_on_another_payment_is_a_conflict(charge):
+    Order.objects.create(
+        order_id="ORD-10002",
+        customer=charge.customer,
+        total_cents=7500,
+        currency="USD",
+        status=Order.Status.DELIVERED,
+        placed_at=charge.placed_at,
+        payment_ref="pi_other_payment",
+    )
+    refund(2500, key="key-1")
+
+    with pytest.raises(IdempotencyConflict):
+        refund(2500, key="key-1", payment_ref="pi_other_payment")
+    assert ProviderRefund.objects.count() == 1
 
 
 @pytest.mark.parametrize(

@@ -24,12 +24,12 @@ WRITE_TRANSACTIONS = 12
 # Every statement, BEGIN, COMMIT and savepoints included (the same on SQLite and
 # PostgreSQL: Django issues the same statements on both). One of them reads the
 # current prompt version when the run begins (a new run takes the version current then).
-# 74 since the shop and the simulated provider were trimmed (84 before): an order is
+# 73 since the shop and the simulated provider were trimmed (84 before): an order is
 # read with its customer and refunds in one query (3 reads per ticket), the provider's
-# refund takes 5 statements (BEGIN, the charge FOR UPDATE which also says whether a
-# fault is scripted, the payment's and the key's refunds, INSERT, COMMIT) instead of 8,
+# refund takes 4 statements (BEGIN, the charge FOR UPDATE which also says whether a
+# fault is scripted, INSERT ... SELECT if what is left covers it, COMMIT) instead of 8,
 # and the shop records the refund in one INSERT ... SELECT ... ON CONFLICT instead of 5.
-STATEMENTS = 74
+STATEMENTS = 73
 
 
 @pytest.fixture

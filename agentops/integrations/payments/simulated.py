@@ -34,7 +34,7 @@ import time
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import BooleanField, F, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
@@ -139,6 +139,45 @@ def _take_scripted_fault(payment_ref: str, kinds: list[str]) -> str | None:
         if taken:
             return fault.kind
     return None
+
+
+_REFUND_COLUMNS = (
+    "refund_id",
+    "payment_ref",
+    "amount_cents",
+    "currency",
+    "idempotency_key",
+    "request_hash",
+    "metadata",
+    "created_at",
+)
+# Insert the refund if the charge's total, less what was refunded on the payment,
+# covers it, and if its key was not used. Raw SQL because the ORM has no INSERT ...
+# SELECT ... WHERE ... ON CONFLICT; SQLite (3.24+) and PostgreSQL accept it as written.
+# Run after the charge is locked: the SUM is then read from a snapshot that holds
+# every refund committed on the payment before ours.
+_INSERT_IF_IT_FITS = f"""
+    INSERT INTO {ProviderRefund._meta.db_table} ({", ".join(_REFUND_COLUMNS)})
+    SELECT {", ".join(["%s"] * len(_REFUND_COLUMNS))}
+    WHERE %s <= %s - (
+        SELECT COALESCE(SUM(amount_cents), 0) FROM {ProviderRefund._meta.db_table}
+        WHERE payment_ref = %s
+    )
+    ON CONFLICT (idempotency_key) DO NOTHING
+"""  # noqa: S608 (table and columns from the model, values as parameters)
+
+
+def _insert_if_it_fits(row: ProviderRefund, *, total_cents: int) -> bool:
+    """Insert the refund in one statement, unless it is too much or its key was used."""
+    values = [
+        ProviderRefund._meta.get_field(name).get_db_prep_save(getattr(row, name), connection)
+        for name in _REFUND_COLUMNS
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_IF_IT_FITS, [*values, row.amount_cents, total_cents, row.payment_ref]
+        )
+        return cursor.rowcount == 1
 
 
 class SimulatedGateway:
@@ -274,11 +313,11 @@ class SimulatedGateway:
         nothing, when faults_taken is False and a fault is scripted for the payment.
 
         The usual call costs BEGIN, one SELECT of the charge FOR UPDATE (which also
-        says whether any fault is scripted), one SELECT of the payment's refunds and
-        of the key's refund, the INSERT and COMMIT. The refunds are read in a
-        statement of their own, after the lock: under READ COMMITTED a subquery of
-        the locking statement would see the rows of its snapshot, taken before a
-        concurrent refund on the payment committed and released the lock.
+        says whether any fault is scripted), one INSERT if it fits, and COMMIT. The
+        refunds are summed in a statement after the lock, not in the locking one:
+        under READ COMMITTED a subquery of the locking statement would see the rows
+        of its snapshot, taken before a concurrent refund on the payment committed
+        and released the lock.
         """
         with transaction.atomic():
             # Lock the charge so two refunds on one payment cannot both pass the
@@ -295,6 +334,27 @@ class SimulatedGateway:
                 if faulted:
                     return None
                 self._fail_before_commit(payment_ref, scripted=False)
+
+            # The usual request, a new one that fits: insert it if what is left on
+            # the charge covers it and the key is new, in one statement. Anything
+            # else (a replay, a reused key, too much) inserts nothing and is
+            # answered below.
+            if amount_cents > 0 and charge is not None and charge.currency.upper() == currency:
+                row = ProviderRefund(
+                    refund_id=f"re_{secrets.token_hex(12)}",
+                    payment_ref=payment_ref,
+                    amount_cents=amount_cents,
+                    currency=currency,
+                    idempotency_key=idempotency_key,
+                    request_hash=digest,
+                    metadata=metadata,
+                )
+                if _insert_if_it_fits(row, total_cents=charge.total_cents):
+                    return (
+                        _as_gateway_refund(row),
+                        True,
+                        self._timeout_scripted(payment_ref, faults_taken),
+                    )
 
             # The payment's refunds, and the refund already made with this key (on
             # whichever payment), in one statement.
@@ -348,11 +408,14 @@ class SimulatedGateway:
                 request_hash=digest,
                 metadata=metadata,
             )
-            # Consumed in the same transaction as the refund it applies to; only
-            # looked for when a fault was pending as the call began.
-            timeout_scripted = (
-                faults_taken
-                and _take_scripted_fault(payment_ref, [ScriptedFault.Kind.TIMEOUT_AFTER_COMMIT])
-                is not None
-            )
+            timeout_scripted = self._timeout_scripted(payment_ref, faults_taken)
         return _as_gateway_refund(row), True, timeout_scripted
+
+    def _timeout_scripted(self, payment_ref: str, faults_taken: bool) -> bool:
+        """Take a scripted timeout_after_commit, in the transaction of the refund it
+        applies to; only looked for when a fault was pending as the call began."""
+        return (
+            faults_taken
+            and _take_scripted_fault(payment_ref, [ScriptedFault.Kind.TIMEOUT_AFTER_COMMIT])
+            is not None
+        )
