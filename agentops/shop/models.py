@@ -37,6 +37,11 @@ class Order(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(total_cents__gt=0), name="order_total_positive"),
         ]
+        indexes = [
+            # The simulated provider locks the charge by payment_ref at every refund
+            # (SELECT ... WHERE payment_ref = %s FOR UPDATE); without it, a seq scan.
+            models.Index(fields=["payment_ref"], name="shop_order_payment_ref_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.order_id

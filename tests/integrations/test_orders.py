@@ -129,3 +129,122 @@ def test_it_refuses_a_refund_that_is_not_positive(order):
         ShopOrderDirectory().record_refund(
             order_id="ORD-10023", amount_cents=0, reference="re_1", reason=""
         )
+
+
+def test_it_reads_an_order_its_customer_and_refunds_in_one_query(order, django_assert_num_queries):
+    for n, day in enumerate((9, 7, 8)):
+        Refund.objects.create(
+            order=order,
+            amount_cents=100 + n,
+            reference=f"re_{n}",
+            reason=f"reason {n}",
+            created_at=datetime(2026, 1, day, tzinfo=UTC),
+        )
+
+    with django_assert_num_queries(1):
+        info = ShopOrderDirectory().get("ORD-10023")
+
+    assert [(r.reference, r.amount_cents, r.reason) for r in info.refunds] == [
+        ("re_1", 101, "reason 1"),
+        ("re_2", 102, "reason 2"),
+        ("re_0", 100, "reason 0"),
+    ]
+    assert {r.order_id for r in info.refunds} == {"ORD-10023"}
+    assert info.refunds[0].created_at == datetime(2026, 1, 7, tzinfo=UTC)
+    assert info.placed_at == datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    assert info.refundable_cents == 4200 - 303
+    with django_assert_num_queries(1):
+        assert ShopOrderDirectory().find_by_tracking_number("1Z999AA10123456784") == info
+
+
+def test_it_keeps_each_orders_refunds_with_their_order(order, ada):
+    other = Order.objects.create(
+        order_id="ORD-10024",
+        customer=ada,
+        total_cents=999,
+        currency="EUR",
+        status=Order.Status.PLACED,
+        placed_at=datetime(2026, 2, 1, tzinfo=UTC),
+        payment_ref="pi_other",
+    )
+    Refund.objects.create(order=order, amount_cents=200, reference="re_a")
+    Refund.objects.create(order=other, amount_cents=300, reference="re_b")
+    Refund.objects.create(order=order, amount_cents=400, reference="re_c")
+
+    orders = ShopOrderDirectory().for_customer("ada@example.com")
+
+    assert [(o.order_id, [r.reference for r in o.refunds]) for o in orders] == [
+        ("ORD-10024", ["re_b"]),
+        ("ORD-10023", ["re_a", "re_c"]),
+    ]
+    assert [o.refunded_cents for o in orders] == [300, 600]
+
+
+def test_it_records_a_new_refund_in_one_statement(order, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        ShopOrderDirectory().record_refund(
+            order_id="ord-10023", amount_cents=500, reference="re_1", reason="x" * 400
+        )
+
+    refund = Refund.objects.get()
+    assert (refund.order, refund.amount_cents, refund.reference) == (order, 500, "re_1")
+    assert refund.reason == "x" * 300
+    assert refund.created_at is not None
+
+
+def test_it_refuses_an_unknown_order_even_for_a_reference_already_recorded(order):
+    directory = ShopOrderDirectory()
+    directory.record_refund(order_id="ORD-10023", amount_cents=500, reference="re_1", reason="")
+
+    with pytest.raises(OrderNotFound):
+        directory.record_refund(order_id="ORD-99999", amount_cents=500, reference="re_1", reason="")
+
+
+def test_it_refuses_one_reference_recorded_on_another_order(order, ada):
+    Order.objects.create(
+        order_id="ORD-10024",
+        customer=ada,
+        total_cents=999,
+        currency="EUR",
+        status=Order.Status.PLACED,
+        placed_at=datetime(2026, 2, 1, tzinfo=UTC),
+        payment_ref="pi_other",
+    )
+    directory = ShopOrderDirectory()
+    directory.record_refund(order_id="ORD-10023", amount_cents=500, reference="re_1", reason="")
+
+    with pytest.raises(ValueError, match="already recorded as 500 on ORD-10023"):
+        directory.record_refund(order_id="ORD-10024", amount_cents=500, reference="re_1", reason="")
+    assert Refund.objects.get().order == order
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_records_of_one_refund_keep_one_row(order):
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises writers; real concurrency is tested on PostgreSQL")
+    barrier = threading.Barrier(6)
+    errors = []
+
+    def record():
+        try:
+            barrier.wait()
+            ShopOrderDirectory().record_refund(
+                order_id="ORD-10023", amount_cents=500, reference="re_1", reason="x"
+            )
+        except Exception as exc:  # collected, and asserted to be none, below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=record) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert Refund.objects.filter(reference="re_1").count() == 1

@@ -418,3 +418,150 @@ def test_the_ledger_alone_prevents_a_duplicate_at_a_legacy_provider_that_times_o
     report = reconciliation_report()
     assert report.duplicates == []
     assert report.clean, report.counts
+
+
+# --- what a refund costs, and faults scripted while the provider runs ---------------
+
+
+def test_a_refund_without_scripted_faults_takes_four_statements(charge, django_assert_num_queries):
+    # Begin, the charge FOR UPDATE (which also says no fault is scripted), the
+    # insert if it fits, commit.
+    with django_assert_num_queries(4):
+        refund(2500, key="key-1")
+    # A replay inserts nothing, then reads the key's refund.
+    with django_assert_num_queries(5):
+        assert refund(2500, key="key-1").amount_cents == 2500
+
+
+def test_a_refund_that_does_not_fit_inserts_nothing_and_says_why(charge):
+    refund(5000, key="key-1")
+    for amount, code in ((2501, "amount_too_large"), (2500, None), (1, "charge_already_refunded")):
+        if code is None:
+            refund(amount, key=f"try-{amount}")
+            continue
+        with pytest.raises(ProviderRejected) as caught:
+            refund(amount, key=f"try-{amount}")
+        assert caught.value.code == code
+    assert sorted(r.amount_cents for r in ProviderRefund.objects.all()) == [2500, 5000]
+
+
+def test_a_key_used_on_another_payment_is_a_conflict(charge):
+    Order.objects.create(
+        order_id="ORD-10002",
+        customer=charge.customer,
+        total_cents=7500,
+        currency="USD",
+        status=Order.Status.DELIVERED,
+        placed_at=charge.placed_at,
+        payment_ref="pi_other_payment",
+    )
+    refund(2500, key="key-1")
+
+    with pytest.raises(IdempotencyConflict):
+        refund(2500, key="key-1", payment_ref="pi_other_payment")
+    assert ProviderRefund.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        (ScriptedFault.Kind.SERVER_ERROR, ProviderUnavailable),
+        (ScriptedFault.Kind.RATE_LIMIT, RateLimited),
+        (ScriptedFault.Kind.TIMEOUT_AFTER_COMMIT, ProviderTimeout),
+    ],
+)
+def test_a_fault_scripted_after_a_clean_call_fires_on_the_next(charge, kind, error):
+    """Nothing about faults is remembered between calls: `manage.py chaos` scripts them live."""
+    refund(1000, key="key-1")
+    ScriptedFault.objects.create(payment_ref=PAYMENT, kind=kind, remaining=1)
+
+    with pytest.raises(error):
+        refund(1000, key="key-2")
+
+    assert ScriptedFault.objects.get().remaining == 0
+    committed = kind == ScriptedFault.Kind.TIMEOUT_AFTER_COMMIT
+    assert ProviderRefund.objects.count() == (2 if committed else 1)
+    assert refund(1000, key="key-2").amount_cents == 1000  # the retry goes through
+
+
+def test_a_scripted_fault_fires_before_a_replay(charge):
+    first = refund(2500, key="key-1")
+    ScriptedFault.objects.create(
+        payment_ref=PAYMENT, kind=ScriptedFault.Kind.SERVER_ERROR, remaining=1
+    )
+
+    with pytest.raises(ProviderUnavailable):
+        refund(2500, key="key-1")
+    assert refund(2500, key="key-1") == first
+
+
+def test_a_scripted_fault_fires_even_for_a_payment_the_provider_does_not_know(charge):
+    ScriptedFault.objects.create(
+        payment_ref="pi_unknown", kind=ScriptedFault.Kind.RATE_LIMIT, remaining=1
+    )
+
+    with pytest.raises(RateLimited):
+        refund(payment_ref="pi_unknown")
+    with pytest.raises(ProviderRejected) as caught:
+        refund(payment_ref="pi_unknown")
+    assert caught.value.code == "resource_missing"
+
+
+def test_a_scripted_timeout_and_a_scripted_500_fire_in_turn(charge):
+    for kind in (ScriptedFault.Kind.TIMEOUT_AFTER_COMMIT, ScriptedFault.Kind.SERVER_ERROR):
+        ScriptedFault.objects.create(payment_ref=PAYMENT, kind=kind, remaining=1)
+
+    with pytest.raises(ProviderUnavailable):  # before anything is committed
+        refund(2500, key="key-1")
+    assert not ProviderRefund.objects.exists()
+    with pytest.raises(ProviderTimeout):  # then on the commit
+        refund(2500, key="key-1")
+    assert refund(2500, key="key-1").refund_id == ProviderRefund.objects.get().refund_id
+    assert not ScriptedFault.objects.filter(remaining__gt=0).exists()
+
+
+def test_a_random_500_is_drawn_after_a_scripted_fault_is_known_to_be_absent(charge, settings):
+    """The fast path draws the same random faults, in the same order, as the exact one."""
+    from agentops.integrations.payments.simulated import _draw, reset_fault_rng
+
+    settings.GATEWAY_FAULT_SEED = 11
+    settings.GATEWAY_SERVER_ERROR = 0.5
+    reset_fault_rng()
+    expected = [_draw(0.5) for _ in range(12)]
+    reset_fault_rng()
+
+    failed = []
+    for i in range(12):
+        try:
+            refund(100, key=f"key-{i}")
+            failed.append(False)
+        except ProviderUnavailable:
+            failed.append(True)
+
+    assert failed == expected
+    assert ProviderRefund.objects.count() == expected.count(False)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fault_scripted_by_another_connection_is_seen_at_the_next_call(charge):
+    """Another process (`manage.py chaos`, a test) scripts a fault while this one runs."""
+    if connection.vendor == "sqlite":
+        pytest.skip("one connection per process on SQLite here; tested on PostgreSQL")
+    refund(1000, key="key-1")
+
+    def script():
+        try:
+            ScriptedFault.objects.create(
+                payment_ref=PAYMENT, kind=ScriptedFault.Kind.TIMEOUT_AFTER_COMMIT, remaining=1
+            )
+        finally:
+            connection.close()
+
+    elsewhere = threading.Thread(target=script)
+    elsewhere.start()
+    elsewhere.join()
+
+    with pytest.raises(ProviderTimeout):
+        refund(1000, key="key-2")
+    assert ScriptedFault.objects.get().remaining == 0
+    assert ProviderRefund.objects.count() == 2
