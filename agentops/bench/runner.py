@@ -280,13 +280,20 @@ def measure_floor(count: int, *, workers: Workers) -> dict:
 
     def done() -> bool:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE ticket >= %s", [base])  # noqa: S608
+            # This round's tickets only: the table keeps the rows of earlier runs.
+            cursor.execute(
+                f"SELECT count(*) FROM {TABLE} WHERE ticket >= %s AND ticket < %s",  # noqa: S608
+                [base, base + count],
+            )
             return cursor.fetchone()[0] >= 5 * count
 
     _wait(done, timeout=600, what="floor tasks")
     workers.stop_consuming(queue)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT max(created_at) FROM {TABLE} WHERE ticket >= %s", [base])  # noqa: S608
+        cursor.execute(
+            f"SELECT max(created_at) FROM {TABLE} WHERE ticket >= %s AND ticket < %s",  # noqa: S608
+            [base, base + count],
+        )
         finished = cursor.fetchone()[0]
     after = DbCounters.read()
     seconds = (finished - started).total_seconds()
