@@ -216,7 +216,10 @@ class Effect(models.Model):
         UNKNOWN = "unknown"
 
     idempotency_key = models.CharField(max_length=200, unique=True)
-    ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="effects")
+    # Indexed with the tool below (effect_ticket_tool), which serves lookups by ticket too.
+    ticket = models.ForeignKey(
+        Ticket, on_delete=models.PROTECT, related_name="effects", db_index=False
+    )
     run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="effects")
     tool = models.CharField(max_length=64)
     request = models.JSONField()
@@ -235,6 +238,10 @@ class Effect(models.Model):
         indexes = [
             # Reconciliation and the finance view: effects of one tool by time.
             models.Index(fields=["tool", "created_at"], name="effect_tool_created"),
+            # A ticket's effects of one tool (grounding reads its refunds before every
+            # reply): on ticket alone, stale statistics let PostgreSQL AND it with
+            # effect_tool_created, reading every refund's entry (3 ms on the bench's 76k).
+            models.Index(fields=["ticket", "tool"], name="effect_ticket_tool"),
         ]
 
     def __str__(self) -> str:

@@ -30,6 +30,12 @@ def test_spans_have_no_index_of_their_own_on_run_but_one_that_starts_with_it():
     assert "span_started" not in indexes
 
 
+def test_a_tickets_effects_are_found_by_ticket_and_tool_by_one_index():
+    indexes = _indexes("agentops_effect")
+    assert indexes["effect_ticket_tool"].endswith("(ticket_id, tool)")
+    assert [d for d in indexes.values() if "(ticket_id" in d] == [indexes["effect_ticket_tool"]]
+
+
 def test_the_tool_search_index_holds_tool_spans_only():
     definition = _indexes("traces_span")["span_name_run"]
     assert "btree (name, run_id)" in definition

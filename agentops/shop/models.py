@@ -39,8 +39,11 @@ class Order(models.Model):
         ]
         indexes = [
             # The simulated provider locks the charge by payment_ref at every refund
-            # (SELECT ... WHERE payment_ref = %s FOR UPDATE); without it, a seq scan.
-            models.Index(fields=["payment_ref"], name="shop_order_payment_ref_idx"),
+            # (SELECT ... WHERE payment_ref = %s ORDER BY id LIMIT 1 FOR UPDATE).
+            # With id in the index it serves the order too, whatever the statistics
+            # say: on payment_ref alone, stale ones made PostgreSQL walk the primary
+            # key through every order instead (6 ms a refund on the bench's 38k).
+            models.Index(fields=["payment_ref", "id"], name="shop_order_payment_ref_id"),
         ]
 
     def __str__(self) -> str:

@@ -34,4 +34,17 @@ def test_a_refund_key_keeps_its_btree_and_loses_the_pattern_one(table, column, u
 
 
 def test_the_provider_finds_the_charge_by_its_payment_through_an_index():
-    assert any("(payment_ref)" in d for d in _indexes("shop_order"))
+    # With the id: the lock's ORDER BY id comes from the index, whatever the statistics.
+    assert any("(payment_ref, id)" in d for d in _indexes("shop_order"))
+
+
+def test_the_provider_lock_query_uses_the_charge_index():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "EXPLAIN SELECT id FROM shop_order WHERE payment_ref = 'pi_x' "
+            "ORDER BY id LIMIT 1 FOR UPDATE"
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "shop_order_payment_ref_id" in plan, plan
