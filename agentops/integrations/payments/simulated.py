@@ -93,6 +93,21 @@ def request_hash(*, payment_ref: str, amount_cents: int, currency: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _refund_row(
+    *, payment_ref: str, amount_cents: int, currency: str, idempotency_key, digest: str, metadata
+) -> ProviderRefund:
+    """A new refund of the provider's, not yet saved, under a fresh refund id."""
+    return ProviderRefund(
+        refund_id=f"re_{secrets.token_hex(12)}",
+        payment_ref=payment_ref,
+        amount_cents=amount_cents,
+        currency=currency,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+        metadata=metadata,
+    )
+
+
 def _as_gateway_refund(row: ProviderRefund) -> GatewayRefund:
     return GatewayRefund(
         refund_id=row.refund_id,
@@ -340,13 +355,12 @@ class SimulatedGateway:
             # else (a replay, a reused key, too much) inserts nothing and is
             # answered below.
             if amount_cents > 0 and charge is not None and charge.currency.upper() == currency:
-                row = ProviderRefund(
-                    refund_id=f"re_{secrets.token_hex(12)}",
+                row = _refund_row(
                     payment_ref=payment_ref,
                     amount_cents=amount_cents,
                     currency=currency,
                     idempotency_key=idempotency_key,
-                    request_hash=digest,
+                    digest=digest,
                     metadata=metadata,
                 )
                 if _insert_if_it_fits(row, total_cents=charge.total_cents):
@@ -399,15 +413,15 @@ class SimulatedGateway:
                     code="amount_too_large",
                 )
 
-            row = ProviderRefund.objects.create(
-                refund_id=f"re_{secrets.token_hex(12)}",
+            row = _refund_row(
                 payment_ref=payment_ref,
                 amount_cents=amount_cents,
                 currency=currency,
                 idempotency_key=idempotency_key,
-                request_hash=digest,
+                digest=digest,
                 metadata=metadata,
             )
+            row.save()
             timeout_scripted = self._timeout_scripted(payment_ref, faults_taken)
         return _as_gateway_refund(row), True, timeout_scripted
 
