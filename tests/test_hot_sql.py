@@ -105,3 +105,12 @@ def test_update_where_takes_a_tuple_as_in(run):
 
     run.refresh_from_db()
     assert run.status == Run.Status.QUEUED and run.step_count == 5
+
+
+def test_lock_where_says_whether_a_row_matched(run):
+    from django.db import transaction
+
+    with transaction.atomic():
+        assert hot.lock_where(Run, {"id": run.pk, "status": Run.Status.QUEUED})
+        assert not hot.lock_where(Run, {"id": run.pk, "status": Run.Status.RUNNING})
+        assert hot.lock_where(Run, {"id": run.pk, "finished_at": None})

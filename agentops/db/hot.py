@@ -77,15 +77,13 @@ def _conditions(meta, shape: tuple[tuple[str, int], ...]) -> str:
 
 def _compared(model: type[models.Model], where: Mapping[str, object]) -> list:
     """The parameters of the conditions, in order (none for IS NULL, one per IN value)."""
-    flat = {}
+    params = []
     for name, value in where.items():
-        for i, one in enumerate(value if isinstance(value, tuple) else (value,)):
+        field = model._meta.get_field(name)
+        for one in value if isinstance(value, tuple) else (value,):
             if one is not None:
-                flat[name, i] = (name, one)
-    return [
-        model._meta.get_field(name).get_db_prep_save(value, connection)
-        for name, value in flat.values()
-    ]
+                params.append(field.get_db_prep_save(one, connection))
+    return params
 
 
 @cache
@@ -137,21 +135,23 @@ def save_fields(obj: models.Model) -> None:
 
 
 @cache
-def _select_sql(model: type[models.Model], name: str, where: tuple[str, ...]) -> str:
+def _select_sql(
+    model: type[models.Model], column: str, where: tuple[tuple[str, int], ...], lock: bool
+) -> str:
     meta = model._meta
-    conditions = " AND ".join(f"{_quote(meta.get_field(n).column)} = %s" for n in where)
-    column = _quote(meta.get_field(name).column)
-    return f"SELECT {column} FROM {_quote(meta.db_table)} WHERE {conditions}"  # noqa: S608
+    sql = f"SELECT {_quote(column)} FROM {_quote(meta.db_table)} WHERE {_conditions(meta, where)}"  # noqa: S608
+    return sql + " FOR UPDATE" if lock else sql
 
 
 def value_where(model: type[models.Model], name: str, where: Mapping[str, object]):
-    """One column of the row matching every `where` equality (None if there is none).
+    """One column of the row matching every `where` condition (None if there is none).
 
     For a lookup by a unique key: what .filter(**where).values_list(name, flat=True)
     .first() returns, read back through the field (a decimal comes back a Decimal).
     """
+    sql = _select_sql(model, model._meta.get_field(name).column, _shape(where), lock=False)
     with connection.cursor() as cursor:
-        cursor.execute(_select_sql(model, name, tuple(where)), list(_prepared(model, where)))
+        cursor.execute(sql, _compared(model, where))
         row = cursor.fetchone()
     if row is None:
         return None
@@ -165,23 +165,15 @@ def value_where(model: type[models.Model], name: str, where: Mapping[str, object
     return value
 
 
-@cache
-def _exists_sql(model: type[models.Model], where: tuple[str, ...], lock: bool) -> str:
-    meta = model._meta
-    conditions = " AND ".join(f"{_quote(meta.get_field(n).column)} = %s" for n in where)
-    pk = _quote(meta.pk.column)
-    sql = f"SELECT {pk} FROM {_quote(meta.db_table)} WHERE {conditions}"  # noqa: S608
-    return sql + " FOR UPDATE" if lock else sql
-
-
 def lock_where(model: type[models.Model], where: Mapping[str, object]) -> bool:
-    """Lock the rows matching every `where` equality until the transaction ends; any?
+    """Lock the rows matching every `where` condition until the transaction ends; any?
 
     SELECT ... FOR UPDATE where the database has it. SQLite has no row locks: there a
     writing transaction holds the whole database from its start (IMMEDIATE), which
     is stronger.
     """
     lock = connection.features.has_select_for_update
+    sql = _select_sql(model, model._meta.pk.column, _shape(where), lock=lock)
     with connection.cursor() as cursor:
-        cursor.execute(_exists_sql(model, tuple(where), lock), list(_prepared(model, where)))
+        cursor.execute(sql, _compared(model, where))
         return cursor.fetchone() is not None
