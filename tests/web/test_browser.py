@@ -35,7 +35,10 @@ def log_in(page: Page, user, *, goto: str = "/approvals/") -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(re.compile(re.escape(goto) + "$"))
-    # Buttons only speak htmx once the deferred script has run.
+    # Buttons only speak htmx, and the queue's keys only work, once the page's deferred
+    # scripts have run: all of them have when DOMContentLoaded fires. (Waiting for htmx
+    # alone let a key press land before approvals.js, deferred after it, had run.)
+    page.wait_for_load_state("domcontentloaded")
     page.wait_for_function("() => window.htmx !== undefined")
 
 
