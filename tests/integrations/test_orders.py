@@ -32,6 +32,20 @@ def order(ada):
     )
 
 
+@pytest.fixture
+def other_order(ada):
+    """Ada's second order, in another currency."""
+    return Order.objects.create(
+        order_id="ORD-10024",
+        customer=ada,
+        total_cents=999,
+        currency="EUR",
+        status=Order.Status.PLACED,
+        placed_at=datetime(2026, 2, 1, tzinfo=UTC),
+        payment_ref="pi_other",
+    )
+
+
 def test_it_is_the_directory_the_tools_get():
     assert isinstance(get_order_directory(), ShopOrderDirectory)
 
@@ -69,16 +83,7 @@ def test_it_returns_none_for_an_unknown_or_blank_tracking_number(order):
     assert ShopOrderDirectory().find_by_tracking_number("   ") is None
 
 
-def test_it_lists_a_customers_orders_by_email_in_any_case(order, ada):
-    Order.objects.create(
-        order_id="ORD-10024",
-        customer=ada,
-        total_cents=999,
-        currency="EUR",
-        status=Order.Status.PLACED,
-        placed_at=datetime(2026, 2, 1, tzinfo=UTC),
-        payment_ref="pi_other",
-    )
+def test_it_lists_a_customers_orders_by_email_in_any_case(order, other_order):
 
     orders = ShopOrderDirectory().for_customer(" ADA@example.com ")
 
@@ -157,18 +162,9 @@ def test_it_reads_an_order_its_customer_and_refunds_in_one_query(order, django_a
         assert ShopOrderDirectory().find_by_tracking_number("1Z999AA10123456784") == info
 
 
-def test_it_keeps_each_orders_refunds_with_their_order(order, ada):
-    other = Order.objects.create(
-        order_id="ORD-10024",
-        customer=ada,
-        total_cents=999,
-        currency="EUR",
-        status=Order.Status.PLACED,
-        placed_at=datetime(2026, 2, 1, tzinfo=UTC),
-        payment_ref="pi_other",
-    )
+def test_it_keeps_each_orders_refunds_with_their_order(order, other_order):
     Refund.objects.create(order=order, amount_cents=200, reference="re_a")
-    Refund.objects.create(order=other, amount_cents=300, reference="re_b")
+    Refund.objects.create(order=other_order, amount_cents=300, reference="re_b")
     Refund.objects.create(order=order, amount_cents=400, reference="re_c")
 
     orders = ShopOrderDirectory().for_customer("ada@example.com")
@@ -200,16 +196,7 @@ def test_it_refuses_an_unknown_order_even_for_a_reference_already_recorded(order
         directory.record_refund(order_id="ORD-99999", amount_cents=500, reference="re_1", reason="")
 
 
-def test_it_refuses_one_reference_recorded_on_another_order(order, ada):
-    Order.objects.create(
-        order_id="ORD-10024",
-        customer=ada,
-        total_cents=999,
-        currency="EUR",
-        status=Order.Status.PLACED,
-        placed_at=datetime(2026, 2, 1, tzinfo=UTC),
-        payment_ref="pi_other",
-    )
+def test_it_refuses_one_reference_recorded_on_another_order(order, other_order):
     directory = ShopOrderDirectory()
     directory.record_refund(order_id="ORD-10023", amount_cents=500, reference="re_1", reason="")
 
