@@ -271,3 +271,21 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class ConfigToken(models.Model):
+    """One row: the version of the admin-edited tables the agent loop keeps per process.
+
+    Database triggers (agentops.db.config_token) replace `token` with a random one
+    on every write of those tables, whatever makes it: the admin, .update(), bulk,
+    fixtures, migrations, raw SQL. A task that reads the same token as the one its
+    process read the tables at uses what it read (agentops.runtime.config_cache).
+    """
+
+    token = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="config_token_one_row")]
+
+    def __str__(self) -> str:
+        return self.token
