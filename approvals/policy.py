@@ -65,7 +65,11 @@ def policy_for(*, tool: str, currency: str) -> RiskPolicy | None:
 def policy_version_in_force(policy: RiskPolicy | None) -> PolicyChange | None:
     if policy is None:
         return None
-    return PolicyChange.objects.filter(policy=policy).order_by("-version").first()
+    # Read once per task of the agent loop, like the policies (PolicyChange is tracked too).
+    return once(
+        f"policy_version:{policy.pk}",
+        lambda: PolicyChange.objects.filter(policy=policy).order_by("-version").first(),
+    )
 
 
 def policy_evaluate(
@@ -254,7 +258,7 @@ def ticket_bucket(code) -> int:
 
 
 def autonomy_check(*, ticket) -> AutonomyVerdict:
-    setting = AutonomySetting.objects.filter(pk=1).first()
+    setting = once("autonomy_setting", lambda: AutonomySetting.objects.filter(pk=1).first())
     share = setting.share_percent if setting is not None else settings.AUTONOMY_SHARE_PERCENT
     bucket = ticket_bucket(ticket.code)
     return AutonomyVerdict(admitted=bucket < share, bucket=bucket, share_percent=share)

@@ -32,8 +32,9 @@ class Prompt:
 def prompt_current():
     """The PromptVersion new runs use, or None for the built-in prompt."""
     from agentops.models import PromptVersion
+    from agentops.runtime.readonce import once
 
-    return PromptVersion.objects.filter(is_current=True).first()
+    return once("prompt_current", lambda: PromptVersion.objects.filter(is_current=True).first())
 
 
 def prompt_for(version) -> Prompt:

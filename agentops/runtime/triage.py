@@ -27,6 +27,7 @@ from agentops.integrations.llm.offline import parse_ticket
 from agentops.runtime.errors import classify
 from agentops.runtime.pricing import model_cost, usage_attributes
 from agentops.runtime.prompts import ticket_message
+from agentops.runtime.readonce import once
 from agentops.runtime.retry import backoff_delay, max_attempts
 
 TRIAGE_TOOL = "record_triage"
@@ -130,7 +131,10 @@ def route_choose(*, intent: str, ambiguous: bool, amount_cents: int | None) -> t
     """(model, route name, reason) from the route table."""
     from agentops.routing.models import Route
 
-    for route in Route.objects.filter(enabled=True).order_by("priority", "pk"):
+    routes = once(
+        "routes", lambda: list(Route.objects.filter(enabled=True).order_by("priority", "pk"))
+    )
+    for route in routes:
         if route.matches(intent=intent, ambiguous=ambiguous, amount_cents=amount_cents):
             model, reason = route.model, f"route '{route.name}' ({route.describe()})"
             break

@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from agentops.bench.runner import write_transactions
 from agentops.models import Effect, Run
+from agentops.runtime.config_cache import TOKEN_SQL, config_cache_clear
 from agentops.runtime.loop import run_advance
 from traces.models import Span
 
@@ -22,18 +23,21 @@ pytestmark = pytest.mark.django_db
 # outcome · the simulated provider's refund and the shop's record of it.
 WRITE_TRANSACTIONS = 12
 # Every statement, BEGIN, COMMIT and savepoints included (the same on SQLite and
-# PostgreSQL: Django issues the same statements on both). One of them reads the
-# current prompt version when the run begins (a new run takes the version current then).
-# The validation-span count is read once per task (none when the run begins), a
-# model step writes its spans in one INSERT, and the last step and the run's end
-# are one UPDATE of the run. Model prices and risk policies are read once per task,
-# and a reply's ledger row is inserted without a read (its key is new but on a re-run).
+# PostgreSQL: Django issues the same statements on both), in a worker past its first
+# ticket. The admin's tables (autonomy share, routes, model prices, the current prompt
+# version, risk policies) are kept per process: a task reads one config token instead,
+# and reads the tables again only when a write has replaced the token (5 statements
+# more: COLD_STATEMENTS). The validation-span count is read once per task (none when
+# the run begins), a model step writes its spans in one INSERT, and the last step and
+# the run's end are one UPDATE of the run. A reply's ledger row is inserted without a
+# read (its key is new but on a re-run).
 # An order is read with its customer and refunds in one query (3 reads per ticket),
 # the provider's refund takes 4 statements (BEGIN, the charge FOR UPDATE which also
 # says whether a fault is scripted, INSERT ... SELECT if what is left covers it,
 # COMMIT) and the shop records the refund in one INSERT ... SELECT ... ON CONFLICT.
-# 84 before issue 8's second round.
-STATEMENTS = 63
+# 84 before issue 8's second round, 63 before the config token.
+STATEMENTS = 59
+COLD_STATEMENTS = STATEMENTS + 5
 
 
 @pytest.fixture
@@ -44,6 +48,14 @@ def standard_ticket(make_order, submit, settings):
     settings.GATEWAY_SERVER_ERROR = 0
     order = make_order(total_cents=2000)
     return submit(f"My order {order.order_id} arrived broken. Please refund it.")
+
+
+@pytest.fixture
+def warm_process(make_order, submit):
+    """A worker past its first ticket: it has read the admin's tables under today's token."""
+    order = make_order(total_cents=1500)
+    run = submit(f"My order {order.order_id} arrived broken. Please refund it.")
+    assert run_advance(run_id=run.pk, worker="warm") == Run.Status.RESOLVED
 
 
 def _run_counted(run) -> tuple[str, list[dict]]:
@@ -61,11 +73,21 @@ def test_the_standard_ticket_takes_twelve_write_transactions(standard_ticket):
     )
 
 
-def test_the_standard_ticket_takes_a_fixed_number_of_statements(standard_ticket):
+def test_the_standard_ticket_takes_a_fixed_number_of_statements(warm_process, standard_ticket):
     status, queries = _run_counted(standard_ticket)
 
     assert status == Run.Status.RESOLVED
     assert len(queries) == STATEMENTS, "\n".join(q["sql"][:120] for q in queries)
+    assert sum(q["sql"] == TOKEN_SQL for q in queries) == 1
+
+
+def test_a_process_first_ticket_reads_the_admin_tables(standard_ticket):
+    config_cache_clear()  # a new worker process
+
+    status, queries = _run_counted(standard_ticket)
+
+    assert status == Run.Status.RESOLVED
+    assert len(queries) == COLD_STATEMENTS, "\n".join(q["sql"][:120] for q in queries)
 
 
 def test_no_query_repeats_per_row_of_history(make_order, submit, standard_ticket):

@@ -1,25 +1,39 @@
-"""Admin tables read once per task of the loop: changes apply from the next task on."""
+"""Admin tables read once per task of the loop: changes apply from the next task on.
+
+How they are kept between tasks (the config token) is tested in test_config_cache.
+"""
+
+import uuid
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from agentops.routing.models import ModelPrice
+from agentops.runtime.config_cache import TOKEN_SQL
 from agentops.runtime.readonce import once, read_once
 from approvals.models import RiskPolicy
 from approvals.policy import policy_for
 
 
-def test_once_loads_every_time_outside_the_block_and_once_inside():
+@pytest.mark.django_db
+def test_once_loads_every_time_outside_the_block_and_once_per_token_inside():
+    name = f"t-{uuid.uuid4()}"  # the process keeps what it loads: a name of its own
     loads = []
 
     def load():
         loads.append(1)
         return len(loads)
 
-    assert (once("t", load), once("t", load)) == (1, 2)
+    assert (once(name, load), once(name, load)) == (1, 2)
     with read_once():
-        assert (once("t", load), once("t", load)) == (3, 3)
-    assert once("t", load) == 4  # nothing kept past the block
+        assert (once(name, load), once(name, load)) == (3, 3)
+    with read_once():  # the next task, no write since: kept
+        assert once(name, load) == 3
+    assert once(name, load) == 4  # outside a task: read every time
+    ModelPrice.objects.filter(model="offline").update(input_per_mtok=0)  # any write
+    with read_once():
+        assert once(name, load) == 5
 
 
 @pytest.mark.django_db
@@ -30,7 +44,8 @@ def test_risk_policies_are_read_once_per_task_and_anew_in_the_next():
         assert policy_for(tool="send_reply", currency="USD") is None
         RiskPolicy.objects.filter(tool="issue_refund").update(approval_threshold_cents=5)
         assert policy_for(tool="issue_refund", currency="USD").approval_threshold_cents == 100
-    assert sum(q["sql"].startswith("SELECT") for q in queries.captured_queries) == 1
+    selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert selects[0] == TOKEN_SQL and len(selects) == 2  # the token, then the policies
 
     with read_once():  # the next task sees the change
         assert policy_for(tool="issue_refund", currency="USD").approval_threshold_cents == 5
