@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from agentops.models import PromptVersion, Run
 from agentops.runtime.loop import run_advance
+from agentops.runtime.readonce import once
 from agentops.runtime.tools import TOOLS
 from evals import engine
 from evals.checks import case_check
@@ -258,7 +259,11 @@ def shadow_after_production(*, run_id: int) -> Run | None:
     production.
     """
     try:
-        setting = ShadowSetting.objects.filter(pk=1).first()
+        # Kept per process while the config token holds (agentops.runtime.readonce).
+        setting = once(
+            "shadow_setting",
+            lambda: ShadowSetting.objects.select_related("prompt_version").filter(pk=1).first(),
+        )
         if setting is None or not setting.enabled or setting.share_percent == 0:
             return None
         run = Run.objects.select_related("ticket").get(pk=run_id)

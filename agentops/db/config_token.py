@@ -31,6 +31,7 @@ TRACKED_TABLES = (
     "approvals_autonomysetting",
     "approvals_policychange",
     "approvals_riskpolicy",
+    "evals_shadowsetting",
     "routing_modelprice",
     "routing_route",
 )

@@ -1,6 +1,6 @@
 """The config token and the triggers that replace it on every write of the tables the
 agent loop keeps per process (issue 8): prompt versions, the autonomy share, risk
-policies and their changes, model prices, routes. See agentops.db.config_token.
+policies and their changes, model prices, routes, shadow mode. See agentops.db.config_token.
 """
 
 from django.db import migrations, models
@@ -12,6 +12,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("agentops", "0009_effect_ticket_tool_index"),
         ("approvals", "0003_reject_reasons"),
+        ("evals", "0002_engineers_group"),
         ("routing", "0003_daily_spend"),
     ]
 

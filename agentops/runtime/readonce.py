@@ -33,7 +33,14 @@ _task: ContextVar[_Task | None] = ContextVar("read_once", default=None)
 @contextmanager
 def read_once(*, config_token: object = _UNREAD) -> Iterator[None]:
     """One task. `config_token`: the token, if the caller read it already (else read at
-    the first named read; None means there is no token and nothing is kept)."""
+    the first named read; None means there is no token and nothing is kept).
+
+    Inside another read_once() it joins that task (the Celery task wraps run_advance
+    and what follows the run's end, with one token read for both).
+    """
+    if _task.get() is not None:
+        yield
+        return
     token = _task.set(_Task(config_token))
     try:
         yield

@@ -34,8 +34,10 @@ from agentops.runtime.pricing import model_price
 from agentops.runtime.prompts import prompt_current
 from agentops.runtime.readonce import once, read_once
 from agentops.runtime.triage import route_choose
+from agentops.tasks import advance_run
 from approvals.models import AutonomySetting, PolicyChange, RiskPolicy
 from approvals.policy import policy_for, policy_version_in_force
+from evals.models import ShadowSetting
 
 pytestmark = pytest.mark.django_db
 
@@ -81,6 +83,18 @@ def test_a_warm_task_reads_the_token_and_none_of_the_tables(refund_ticket):
     assert sql.count(TOKEN_SQL) == 1
     # (The claim joins the run's own prompt version: a version a run used never changes.)
     assert not [s for s in sql for table in TRACKED_TABLES if f'FROM "{table}"' in s]
+
+
+def test_the_run_task_and_its_shadow_check_share_one_token_read(refund_ticket):
+    ShadowSetting.objects.create(pk=1, enabled=False, share_percent=100)
+    advance_run.run(refund_ticket().pk)  # the task's body, as a worker runs it
+
+    with CaptureQueriesContext(connection) as queries:
+        advance_run.run(refund_ticket().pk)
+
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert sql.count(TOKEN_SQL) == 1
+    assert not [s for s in sql if 'FROM "evals_shadowsetting"' in s]
 
 
 def test_a_change_in_the_admin_applies_from_the_next_task(client, admin_user, refund_ticket):
@@ -197,7 +211,15 @@ def test_a_change_committed_by_another_connection_applies_from_the_next_task():
 
 
 def test_every_kept_table_has_its_triggers():
-    kept = {PromptVersion, AutonomySetting, PolicyChange, RiskPolicy, ModelPrice, Route}
+    kept = {
+        PromptVersion,
+        AutonomySetting,
+        PolicyChange,
+        RiskPolicy,
+        ModelPrice,
+        Route,
+        ShadowSetting,
+    }
     assert set(TRACKED_TABLES) == {model._meta.db_table for model in kept}
     assert config_triggers_installed(connection) == set(TRACKED_TABLES)
 

@@ -37,6 +37,17 @@ def test_once_loads_every_time_outside_the_block_and_once_per_token_inside():
 
 
 @pytest.mark.django_db
+def test_a_block_inside_another_is_the_same_task():
+    name = f"t-{uuid.uuid4()}"
+    with read_once(), CaptureQueriesContext(connection) as queries:
+        assert once(name, lambda: 1) == 1
+        with read_once():
+            ModelPrice.objects.filter(model="offline").update(input_per_mtok=0)
+            assert once(name, lambda: 2) == 1
+    assert [q["sql"] for q in queries.captured_queries].count(TOKEN_SQL) == 1
+
+
+@pytest.mark.django_db
 def test_risk_policies_are_read_once_per_task_and_anew_in_the_next():
     RiskPolicy.objects.create(tool="issue_refund", currency="USD", approval_threshold_cents=100)
     with read_once(), CaptureQueriesContext(connection) as queries:
