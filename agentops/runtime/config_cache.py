@@ -22,16 +22,24 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import connection
+from django.db.models import CharField
+from django.db.models.expressions import RawSQL
 
 from agentops.db import config_token
 
-# The token read, one row or none. The lead may fold it into the claim of the run:
-# select it as one more column and hand config_token_parse(value) to read_once().
+# The token read, one row or none. It can ride on another statement of the task (the
+# run's claim): select config_token_column() as one more column and hand
+# config_token_parse(value) to read_once(config_token=...).
 TOKEN_SQL = f"SELECT token FROM {config_token.TABLE} WHERE id = 1"  # noqa: S608
 
 # Named reads a generation keeps: a handful of tables, and one entry per risk policy
 # for its version in force. Past that, reads are not kept (read every time).
 MAX_ENTRIES = 64
+
+
+def config_token_column() -> RawSQL:
+    """TOKEN_SQL as a column of another query: `.annotate(config_token=config_token_column())`."""
+    return RawSQL(f"({TOKEN_SQL})", [], output_field=CharField())  # noqa: S611
 
 
 def config_token_parse(value: Any) -> str | None:

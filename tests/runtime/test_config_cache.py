@@ -27,6 +27,8 @@ from agentops.runtime.config_cache import (
     MAX_ENTRIES,
     TOKEN_SQL,
     config_generation,
+    config_token_column,
+    config_token_parse,
     config_token_read,
 )
 from agentops.runtime.loop import run_advance
@@ -208,6 +210,19 @@ def test_a_change_committed_by_another_connection_applies_from_the_next_task():
         pool.submit(elsewhere).result()
 
     assert _task(lambda: policy_for(tool="send_reply", currency="")).approval_threshold_cents == 1
+
+
+def test_the_token_can_ride_on_another_query_and_then_costs_no_read_of_its_own(refund_ticket):
+    run = refund_ticket()
+    claimed = Run.objects.annotate(config_token=config_token_column()).get(pk=run.pk)
+    assert claimed.config_token == config_token_read()
+    _task(prompt_current)  # this token's generation holds the current prompt
+
+    token = config_token_parse(claimed.config_token)
+    with CaptureQueriesContext(connection) as queries, read_once(config_token=token):
+        assert prompt_current() is None
+
+    assert queries.captured_queries == []
 
 
 def test_every_kept_table_has_its_triggers():
