@@ -36,9 +36,13 @@ def read_once(*, config_token: object = _UNREAD) -> Iterator[None]:
     the first named read; None means there is no token and nothing is kept).
 
     Inside another read_once() it joins that task (the Celery task wraps run_advance
-    and what follows the run's end, with one token read for both).
+    and what follows the run's end, with one token read for both), handing it the
+    token if that task has not read one yet.
     """
-    if _task.get() is not None:
+    outer = _task.get()
+    if outer is not None:
+        if outer.token is _UNREAD and outer.generation is None:
+            outer.token = config_token
         yield
         return
     token = _task.set(_Task(config_token))

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from agentops.routing.models import ModelPrice
-from agentops.runtime.config_cache import TOKEN_SQL
+from agentops.runtime.config_cache import TOKEN_SQL, config_token_read
 from agentops.runtime.readonce import once, read_once
 from approvals.models import RiskPolicy
 from approvals.policy import policy_for
@@ -45,6 +45,19 @@ def test_a_block_inside_another_is_the_same_task():
             ModelPrice.objects.filter(model="offline").update(input_per_mtok=0)
             assert once(name, lambda: 2) == 1
     assert [q["sql"] for q in queries.captured_queries].count(TOKEN_SQL) == 1
+
+
+@pytest.mark.django_db
+def test_a_block_inside_another_hands_it_the_token_it_was_given():
+    name = f"t-{uuid.uuid4()}"
+    with read_once():  # a process that read `name` under today's token
+        assert once(name, lambda: 1) == 1
+    today = config_token_read()
+
+    # The Celery task's block, then run_advance's with the token read by the claim.
+    with CaptureQueriesContext(connection) as queries, read_once(), read_once(config_token=today):
+        assert once(name, lambda: 2) == 1
+    assert queries.captured_queries == []
 
 
 @pytest.mark.django_db
