@@ -31,6 +31,7 @@ from agentops.models import Effect, Run
 from agentops.runtime import grounding, ledger
 from agentops.runtime.breaker import OPEN, Verdict, breaker_for, model_downstream
 from agentops.runtime.budget import budget_check, spend_record
+from agentops.runtime.config_cache import config_token_column, config_token_parse
 from agentops.runtime.crashpoints import (
     AFTER_GATEWAY_COMMIT,
     AFTER_LEDGER_WRITE,
@@ -137,7 +138,8 @@ def run_advance(*, run_id: int, worker: str | None = None) -> str:
     run = _claim(run_id=run_id, worker=worker)
     if run is None:
         return "not_claimed"
-    with run_log_context(run=run), read_once():
+    # The config token came with the run's row (see _claimed): no read of its own.
+    with run_log_context(run=run), read_once(config_token=config_token_parse(run.config_token)):
         status = Runner(run, worker).go()
     if status in Run.FINAL_STATUSES:
         trace_export_on_commit(run_id=run.pk)  # OTLP, when configured; never raises
@@ -160,7 +162,7 @@ def _claim(*, run_id: int, worker: str) -> Run | None:
         "started_at": Coalesce("started_at", Value(now)),
     }
     if Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(**claim):
-        run = Run.objects.select_related("ticket", "prompt_version").get(pk=run_id)
+        run = _claimed(run_id)
         if run.started_at != now:
             # Queued again after it had started (a decided approval): what a dead
             # holder left started, if anything, is marked.
@@ -182,7 +184,7 @@ def _claim(*, run_id: int, worker: str) -> Run | None:
         ).update(**claim)
         if not claimed:
             return None
-        run = Run.objects.select_related("ticket", "prompt_version").get(pk=run_id)
+        run = _claimed(run_id)
         spans_mark_interrupted(run=run, worker=worker)  # what a dead holder left started
         run_take_over(
             run=run,
@@ -191,6 +193,15 @@ def _claim(*, run_id: int, worker: str) -> Run | None:
             worker=worker,
         )
     return run
+
+
+def _claimed(run_id: int) -> Run:
+    """The claimed run with its ticket and prompt, and the config token in the same query."""
+    return (
+        Run.objects.select_related("ticket", "prompt_version")
+        .annotate(config_token=config_token_column())
+        .get(pk=run_id)
+    )
 
 
 class Runner:

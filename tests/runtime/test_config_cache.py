@@ -75,19 +75,21 @@ def _route_name() -> str:
     return _task(lambda: route_choose(intent="refund", ambiguous=True, amount_cents=None)[1])
 
 
-def test_a_warm_task_reads_the_token_and_none_of_the_tables(refund_ticket):
+def test_a_warm_task_takes_the_token_with_its_run_and_reads_none_of_the_tables(refund_ticket):
     _advance(refund_ticket())  # reads the tables under today's token
 
     with CaptureQueriesContext(connection) as queries:
         assert _advance(refund_ticket()) == Run.Status.RESOLVED
 
     sql = [q["sql"] for q in queries.captured_queries]
-    assert sql.count(TOKEN_SQL) == 1
+    # The token comes with the claimed run's row: no read of its own.
+    assert sql.count(TOKEN_SQL) == 0
+    assert len([s for s in sql if TOKEN_SQL in s]) == 1
     # (The claim joins the run's own prompt version: a version a run used never changes.)
     assert not [s for s in sql for table in TRACKED_TABLES if f'FROM "{table}"' in s]
 
 
-def test_the_run_task_and_its_shadow_check_share_one_token_read(refund_ticket):
+def test_the_run_task_and_its_shadow_check_share_the_claims_token(refund_ticket):
     ShadowSetting.objects.create(pk=1, enabled=False, share_percent=100)
     advance_run.run(refund_ticket().pk)  # the task's body, as a worker runs it
 
@@ -95,7 +97,8 @@ def test_the_run_task_and_its_shadow_check_share_one_token_read(refund_ticket):
         advance_run.run(refund_ticket().pk)
 
     sql = [q["sql"] for q in queries.captured_queries]
-    assert sql.count(TOKEN_SQL) == 1
+    assert sql.count(TOKEN_SQL) == 0  # it came with the claimed run
+    assert len([s for s in sql if TOKEN_SQL in s]) == 1
     assert not [s for s in sql if 'FROM "evals_shadowsetting"' in s]
 
 
