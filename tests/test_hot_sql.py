@@ -107,10 +107,33 @@ def test_update_where_takes_a_tuple_as_in(run):
     assert run.status == Run.Status.QUEUED and run.step_count == 5
 
 
-def test_lock_where_says_whether_a_row_matched(run):
+class Gone(Exception):
+    pass
+
+
+def test_lock_one_locks_the_row_or_raises(run):
     from django.db import transaction
 
     with transaction.atomic():
-        assert hot.lock_where(Run, {"id": run.pk, "status": Run.Status.QUEUED})
-        assert not hot.lock_where(Run, {"id": run.pk, "status": Run.Status.RUNNING})
-        assert hot.lock_where(Run, {"id": run.pk, "finished_at": None})
+        hot.lock_one(Run, {"id": run.pk, "status": Run.Status.QUEUED}, or_raise=Gone)
+        hot.lock_one(Run, {"id": run.pk, "finished_at": None}, or_raise=Gone)
+        with pytest.raises(Gone):
+            hot.lock_one(Run, {"id": run.pk, "status": Run.Status.RUNNING}, or_raise=Gone)
+
+
+def test_update_where_raises_when_it_must_change_one_row_and_changes_none(run):
+    held = {"id": run.pk, "status": Run.Status.RUNNING}
+
+    with pytest.raises(Gone):
+        hot.update_where(Run, {"step_count": 3}, where=held, or_raise=Gone)
+    assert hot.update_where(Run, {"step_count": 3}, where={"id": run.pk}, or_raise=Gone) == 1
+
+
+def test_spend_record_creates_the_days_row_then_adds_to_it():
+    from agentops.runtime.budget import spend_record
+
+    spend_record(cost=Decimal("0.25"), day=date(2026, 2, 1))
+    spend_record(cost=Decimal("0.125"), day=date(2026, 2, 1))
+    spend_record(cost=Decimal(0), day=date(2026, 2, 1))  # free: nothing written
+
+    assert DailySpend.objects.get(day=date(2026, 2, 1)).cost == Decimal("0.375")

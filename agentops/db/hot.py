@@ -9,14 +9,19 @@ is the subset PostgreSQL and SQLite (3.35+, for RETURNING) share.
 
 Only plain values: no F() or other expressions (use the ORM for those), and no
 signals (the ORM's update() and bulk_create() send none either).
+
+Inside agentops.db.batch.write_transaction() the writes are collected and sent
+together at the end of the block; outside it each runs at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 
 from django.db import connection, models
+
+from agentops.db.batch import Statement, execute
 
 
 def _quote(name: str) -> str:
@@ -47,14 +52,15 @@ def insert_many(objs: list[models.Model]) -> None:
     params = []
     for obj in objs:
         params.extend(f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields)
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(model, len(objs)), params)
-        pks = [row[0] for row in cursor.fetchall()]
-    # RETURNING gives the rows in VALUES order on both databases for a plain INSERT.
-    for obj, pk in zip(objs, pks, strict=True):
-        obj.pk = pk
-        obj._state.adding = False
-        obj._state.db = connection.alias
+
+    def returned(rows: list[tuple]) -> None:
+        # RETURNING gives the rows in VALUES order on both databases for a plain INSERT.
+        for obj, (pk,) in zip(objs, rows, strict=True):
+            obj.pk = pk
+            obj._state.adding = False
+            obj._state.db = connection.alias
+
+    execute(Statement(_insert_sql(model, len(objs)), params, returned=returned))
 
 
 def _shape(where: Mapping[str, object]) -> tuple[tuple[str, int], ...]:
@@ -104,19 +110,28 @@ def _prepared(model: type[models.Model], values: Mapping[str, object]) -> Iterab
 
 
 def update_where(
-    model: type[models.Model], values: Mapping[str, object], where: Mapping[str, object]
-) -> int:
-    """UPDATE the rows matching every `where` condition with `values`; returns the row count.
+    model: type[models.Model],
+    values: Mapping[str, object],
+    where: Mapping[str, object],
+    *,
+    or_raise: Callable[[], Exception] | None = None,
+) -> int | None:
+    """UPDATE the rows matching every `where` condition with `values`; returns the row count
+    (None inside a write transaction, where it is not known yet).
 
     What QuerySet.filter(**where).update(**values) does, for plain values only: each
-    condition is an equality, IS NULL for None, or IN for a tuple of values.
+    condition is an equality, IS NULL for None, or IN for a tuple of values. With
+    `or_raise`, exactly one row must match, else `or_raise()` is raised and nothing
+    of the write transaction is kept.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(
+    return execute(
+        Statement(
             _update_sql(model, tuple(values), _shape(where)),
             [*_prepared(model, values), *_compared(model, where)],
+            expect=1 if or_raise else None,
+            fail=or_raise,
         )
-        return cursor.rowcount
+    )
 
 
 def save_fields(obj: models.Model) -> None:
@@ -124,14 +139,15 @@ def save_fields(obj: models.Model) -> None:
     model = type(obj)
     fields = _insert_fields(model)
     pk = model._meta.pk
-    with connection.cursor() as cursor:
-        cursor.execute(
+    execute(
+        Statement(
             _update_sql(model, tuple(f.name for f in fields), ((pk.name, 0),)),
             [
                 *(f.get_db_prep_save(f.pre_save(obj, add=False), connection) for f in fields),
                 pk.get_db_prep_save(obj.pk, connection),
             ],
         )
+    )
 
 
 @cache
@@ -165,8 +181,11 @@ def value_where(model: type[models.Model], name: str, where: Mapping[str, object
     return value
 
 
-def lock_where(model: type[models.Model], where: Mapping[str, object]) -> bool:
-    """Lock the rows matching every `where` condition until the transaction ends; any?
+def lock_one(
+    model: type[models.Model], where: Mapping[str, object], *, or_raise: Callable[[], Exception]
+) -> None:
+    """Lock the one row matching every `where` condition until the transaction ends,
+    else raise `or_raise()` (and keep nothing of the write transaction).
 
     SELECT ... FOR UPDATE where the database has it. SQLite has no row locks: there a
     writing transaction holds the whole database from its start (IMMEDIATE), which
@@ -174,6 +193,9 @@ def lock_where(model: type[models.Model], where: Mapping[str, object]) -> bool:
     """
     lock = connection.features.has_select_for_update
     sql = _select_sql(model, model._meta.pk.column, _shape(where), lock=lock)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _compared(model, where))
-        return cursor.fetchone() is not None
+    execute(Statement(sql, _compared(model, where), expect=1, fail=or_raise, is_select=True))
+
+
+def execute_sql(sql: str, params: list) -> None:
+    """A statement of our own (an upsert, say), in the write transaction if one is open."""
+    execute(Statement(sql, params))

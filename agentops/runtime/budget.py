@@ -13,8 +13,7 @@ from datetime import UTC, date
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import connection
 from django.utils import timezone
 
 from agentops.db import hot
@@ -51,21 +50,23 @@ def day_spend(*, day=None) -> Decimal:
 def spend_record(*, cost: Decimal, day=None) -> None:
     """Add a priced call to its day's counter. Call inside the transaction that saves it.
 
-    Free calls (the offline model) write nothing.
+    Free calls (the offline model) write nothing. One upsert (PostgreSQL and SQLite
+    3.24+): the first call of a day creates the row, a concurrent one adds to it.
     """
     from agentops.routing.models import DailySpend
 
     if not cost:
         return
-    day = _utc_day(day)
-    if DailySpend.objects.filter(day=day).update(cost=F("cost") + cost):
-        return
-    try:
-        with transaction.atomic():
-            DailySpend.objects.create(day=day, cost=cost)
-    except IntegrityError:
-        # Another worker created today's row between our update and insert.
-        DailySpend.objects.filter(day=day).update(cost=F("cost") + cost)
+    table = DailySpend._meta.db_table
+    cost_field = DailySpend._meta.get_field("cost")
+    hot.execute_sql(
+        f"INSERT INTO {table} (day, cost) VALUES (%s, %s) "  # noqa: S608 - a model's table
+        f"ON CONFLICT (day) DO UPDATE SET cost = {table}.cost + excluded.cost",
+        [
+            DailySpend._meta.get_field("day").get_db_prep_save(_utc_day(day), connection),
+            cost_field.get_db_prep_save(Decimal(cost), connection),
+        ],
+    )
 
 
 def budget_check(*, run) -> BudgetExceeded | None:

@@ -14,6 +14,8 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,6 +27,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from agentops.db import hot
+from agentops.db.batch import write_transaction
 from agentops.integrations.llm import ModelResponse, get_model_client
 from agentops.integrations.payments.codes import customer_meaning
 from agentops.models import Effect, Run
@@ -342,7 +345,7 @@ class Runner:
             cost=decision.cost,
         )
         messages = [{"role": "user", "content": ticket_message(self.ticket)}]
-        with transaction.atomic():
+        with self._transaction():
             self._save(
                 messages=messages,
                 triage=decision.as_dict(),
@@ -445,7 +448,7 @@ class Runner:
         ends = reviewed.refusal or (
             not follow_up and not any(b.get("type") == "tool_use" for b in reviewed.content)
         )
-        with transaction.atomic():
+        with self._transaction():
             # One INSERT for this span and those of a deferred answer (see _answer).
             self._pending_spans.append(span)
             if ends:
@@ -829,8 +832,8 @@ class Runner:
         `read` is what the caller knows of the key's row (see ledger.effect_begin).
         """
         first_attempt: Span | None = None
-        with transaction.atomic():
-            try:
+        try:
+            with self._transaction():
                 effect, created = ledger.effect_begin(
                     key=key,
                     run=self.run,
@@ -839,22 +842,21 @@ class Runner:
                     admit=first.admit,
                     read=read,
                 )
-            except ToolError as exc:
-                transaction.set_rollback(True)
-                return None, False, exc, None
-            if created:
-                # A new key is called right after this commit: the ledger row already
-                # counts that attempt, and its started span is written with it, so a
-                # crash during the call leaves both behind as evidence.
-                first_attempt = self._span(
-                    kind=Span.Kind.TOOL,
-                    name=tool.name,
-                    step=step,
-                    input=resolved.args,
-                    attributes={"idempotency_key": key, "ledger": "new", **first.attributes()},
-                )
-            self._save()  # renew the lease with the spans so far
-            self._store([*spans, *([first_attempt] if first_attempt else [])])
+                if created:
+                    # A new key is called right after this commit: the ledger row already
+                    # counts that attempt, and its started span is written with it, so a
+                    # crash during the call leaves both behind as evidence.
+                    first_attempt = self._span(
+                        kind=Span.Kind.TOOL,
+                        name=tool.name,
+                        step=step,
+                        input=resolved.args,
+                        attributes={"idempotency_key": key, "ledger": "new", **first.attributes()},
+                    )
+                self._save()  # renew the lease with the spans so far
+                self._store([*spans, *([first_attempt] if first_attempt else [])])
+        except ToolError as exc:
+            return None, False, exc, None  # raised before anything was sent
         return effect, created, None, first_attempt
 
     def _execute_once(
@@ -977,7 +979,7 @@ class Runner:
                 error = {"code": c.code, "message": str(failed.exc)}
                 message = customer_meaning(c.code, str(failed.exc))
                 status = Effect.Status.FAILED
-            with transaction.atomic():
+            with self._transaction():
                 ledger.effect_complete(effect, status=status, error=error)
                 return self._answer(
                     tool_use,
@@ -988,7 +990,7 @@ class Runner:
                 )
         crash_point(AFTER_GATEWAY_COMMIT)
         span_finish(span, output=result)
-        with transaction.atomic():
+        with self._transaction():
             ledger.effect_complete(
                 effect,
                 status=Effect.Status.SUCCEEDED,
@@ -1220,8 +1222,8 @@ class Runner:
             self._pending_fields.update(fields)
             self._pending_spans.extend(spans)
             return None
-        # Inside the caller's transaction when there is one: no savepoint round trips.
-        with transaction.atomic(savepoint=False):
+        # Inside the caller's write transaction when there is one.
+        with self._transaction():
             self._save(**fields)
             self._store(spans)
             if end is not None:
@@ -1249,13 +1251,11 @@ class Runner:
             # Only the fence (before a side effect): the row locked to the end of the
             # caller's transaction keeps the lease ours until its writes commit, as an
             # UPDATE would, without writing a new version of the run's row.
-            if not hot.lock_where(Run, self._held()):
-                raise LeaseLost(self.run.pk)
+            hot.lock_one(Run, self._held(), or_raise=self._lease_lost)
             self._store(self._flush_pending_spans())
             return
         fields["updated_at"] = now
-        if not self._update_held(fields):
-            raise LeaseLost(self.run.pk)
+        self._update_held(fields)
         for name, value in fields.items():
             setattr(self.run, name, value)
         self._pending_fields = {}
@@ -1286,9 +1286,29 @@ class Runner:
         """The run's row while this worker holds its lease: every write is fenced by it."""
         return {"id": self.run.pk, "lease_owner": self.worker, "status": Run.Status.RUNNING}
 
-    def _update_held(self, fields: dict) -> bool:
-        """Write run fields if this worker still holds the run's lease (the fence)."""
-        return bool(hot.update_where(Run, fields, where=self._held()))
+    def _update_held(self, fields: dict) -> None:
+        """Write run fields if this worker still holds the run's lease (the fence), else
+        raise LeaseLost and keep nothing of the write transaction."""
+        hot.update_where(Run, fields, where=self._held(), or_raise=self._lease_lost)
+
+    def _lease_lost(self) -> LeaseLost:
+        return LeaseLost(self.run.pk)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction of the run, sent in one round trip (agentops.db.batch).
+
+        Its writes go out when the outermost block ends. If they fail (a ledger key
+        inserted meanwhile, a lost lease), what the block took from the pending
+        answer (see _answer) is put back, for a retry to write it.
+        """
+        fields, spans = dict(self._pending_fields), list(self._pending_spans)
+        try:
+            with write_transaction():
+                yield
+        except BaseException:
+            self._pending_fields, self._pending_spans = fields, spans
+            raise
 
     def _flush_pending_spans(self) -> list[Span]:
         spans, self._pending_spans = self._pending_spans, []
@@ -1329,9 +1349,8 @@ class Runner:
         }
         if divergence is not None:
             fields["divergence"] = divergence
-        with transaction.atomic(savepoint=False):
-            if not self._update_held(fields):
-                raise LeaseLost(self.run.pk)
+        with self._transaction():
+            self._update_held(fields)
             self._pending_fields = {}
             self._store([*self._flush_pending_spans(), *(spans or [])])
             root = {"span_id": self.root_span_id, "ended_at": None}

@@ -95,7 +95,8 @@ class Command(BaseCommand):
             out(f"{label:32}{median_of(ours, key):>12.2f}{median_of(floor, key):>12.2f}")
         out("counted in-process, one ticket:")
         for key, label in [
-            ("statements", "  SQL statements"),
+            ("round_trips", "  queries sent (round trips)"),
+            ("statements", "  SQL statements (no BEGIN/COMMIT)"),
             ("write_transactions", "  write transactions"),
         ]:
             out(f"{label:32}{counted['agentops'][key]:>12}{counted['floor'][key]:>12}")
