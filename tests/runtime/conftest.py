@@ -60,6 +60,21 @@ def submit(db):
     return submit
 
 
+@pytest.fixture
+def refund_ticket(make_order, submit, settings):
+    """A factory of the standard ticket: a refund of a delivered order, no gateway faults."""
+    settings.GATEWAY_LATENCY_MS = 0
+    settings.GATEWAY_TIMEOUT_AFTER_COMMIT = 0
+    settings.GATEWAY_RATE_LIMIT = 0
+    settings.GATEWAY_SERVER_ERROR = 0
+
+    def new():
+        order = make_order(total_cents=2000)
+        return submit(f"My order {order.order_id} arrived broken. Please refund it.")
+
+    return new
+
+
 class ScriptedModel:
     """Returns the given responses in order; each is a list of blocks or an exception."""
 

@@ -44,20 +44,6 @@ from evals.models import ShadowSetting
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def refund_ticket(make_order, submit, settings):
-    settings.GATEWAY_LATENCY_MS = 0
-    settings.GATEWAY_TIMEOUT_AFTER_COMMIT = 0
-    settings.GATEWAY_RATE_LIMIT = 0
-    settings.GATEWAY_SERVER_ERROR = 0
-
-    def new() -> Run:
-        order = make_order(total_cents=2000)
-        return submit(f"My order {order.order_id} arrived broken. Please refund it.")
-
-    return new
-
-
 def _advance(run: Run) -> str:
     return run_advance(run_id=run.pk, worker="config")
 

@@ -46,13 +46,8 @@ COLD_STATEMENTS = STATEMENTS + 5
 
 
 @pytest.fixture
-def standard_ticket(make_order, submit, settings):
-    settings.GATEWAY_LATENCY_MS = 0
-    settings.GATEWAY_TIMEOUT_AFTER_COMMIT = 0
-    settings.GATEWAY_RATE_LIMIT = 0
-    settings.GATEWAY_SERVER_ERROR = 0
-    order = make_order(total_cents=2000)
-    return submit(f"My order {order.order_id} arrived broken. Please refund it.")
+def standard_ticket(refund_ticket):
+    return refund_ticket()
 
 
 @pytest.fixture
