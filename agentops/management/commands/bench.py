@@ -96,7 +96,7 @@ class Command(BaseCommand):
         out("counted in-process, one ticket:")
         for key, label in [
             ("round_trips", "  queries sent (round trips)"),
-            ("statements", "  SQL statements (no BEGIN/COMMIT)"),
+            ("statements", "  statements (no BEGIN/COMMIT)"),
             ("write_transactions", "  write transactions"),
         ]:
             out(f"{label:32}{counted['agentops'][key]:>12}{counted['floor'][key]:>12}")
