@@ -2,10 +2,11 @@
 
 Database triggers (agentops.db.config_token) replace a random token on every write
 of the tables (prompt versions, the autonomy share, risk policies and their changes,
-model prices, routes). A task reads the token once (config_token_read) and gets the
-process's generation for it: what this process read of the tables while the token
-was the same, or a new, empty generation when the token moved. A change therefore
-applies from the next task on, at the cost of one short read per task.
+model prices, routes). A task takes the token once, as a column of the claimed
+run's row (config_token_column; config_token_read where there is no such query),
+and gets the process's generation for it: what this process read of the tables
+while the token was the same, or a new, empty generation when the token moved. A
+change therefore applies from the next task on, at no read of its own per task.
 
 A generation is only ever read after its token was: what it holds is as new as the
 token or newer, never older. A write that lands between the two reads moves the
