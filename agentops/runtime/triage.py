@@ -14,6 +14,7 @@ triage span.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -48,7 +49,9 @@ class TriageArgs(BaseModel):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = ""
 
 
+@functools.cache
 def triage_tool() -> dict:
+    # Built once a process: pydantic took ~0.8 ms for the schema, at every triage.
     schema = TriageArgs.model_json_schema()
     schema.pop("title", None)
     return {
