@@ -117,6 +117,15 @@ TEMPLATES = [
     },
 ]
 
+# "none" behind a pooler that cannot keep prepared statements (PgBouncer before 1.21
+# in transaction mode); see agentops.db.batch.
+_prepare = env.str("PREPARE_THRESHOLD", default="5").strip().lower()
+if _prepare != "none" and not _prepare.isdigit():
+    raise ImproperlyConfigured(
+        f"PREPARE_THRESHOLD must be a whole number or none, got {_prepare!r}"
+    )
+PREPARE_THRESHOLD = None if _prepare == "none" else int(_prepare)
+
 # SQLite (WAL) by default; PostgreSQL through DATABASE_URL.
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'agentops.sqlite3'}"),
@@ -137,6 +146,10 @@ else:
     # Workers keep their connection between tasks; health checks drop dead ones.
     _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = True
+    # The hot path's write transactions (agentops.db.batch) are prepared statements
+    # from their PREPARE_THRESHOLD-th run on a connection; the ORM's queries bind
+    # client-side and are never prepared.
+    _db.setdefault("OPTIONS", {})["prepare_threshold"] = PREPARE_THRESHOLD
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

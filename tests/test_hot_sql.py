@@ -1,10 +1,10 @@
 """agentops.db.hot writes and reads what the ORM would, on SQLite and PostgreSQL.
 
 Inside agentops.db.batch.write_transaction() its writes go out together, all or
-nothing: on PostgreSQL in one query (a simple-protocol query is one transaction),
-on SQLite one by one inside atomic(). Both keep nothing of a transaction whose
-statement failed, whether the failure is the database's (a duplicate key) or an
-expected row count that did not hold (the lease fence).
+nothing: on PostgreSQL in one pipeline (one Sync: one transaction), prepared once
+they have run a few times, on SQLite one by one inside atomic(). Both keep nothing
+of a transaction whose statement failed, whether the failure is the database's (a
+duplicate key) or an expected row count that did not hold (the lease fence).
 """
 
 from datetime import date, timedelta
@@ -230,3 +230,58 @@ def test_inside_an_atomic_block_a_failed_transaction_leaves_the_outer_one_usable
     run.refresh_from_db()
     assert (run.step_count, run.model_calls) == (7, 0)
     assert not Span.objects.filter(run=run).exists()
+
+
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="pipelines and prepared statements are PostgreSQL's"
+)
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_outside_any_transaction_a_failed_pipeline_keeps_nothing(run):
+    # No atomic block: the pipeline's own implicit transaction is all there is.
+    assert not connection.in_atomic_block
+    with pytest.raises(Gone), write_transaction():
+        _step(run, held={"id": run.pk, "status": Run.Status.RUNNING})  # not held
+
+    run.refresh_from_db()
+    assert (run.step_count, run.model_calls) == (0, 0)
+    assert not Span.objects.filter(run=run).exists()
+    assert not connection.in_atomic_block  # and the connection is usable
+    assert Run.objects.filter(pk=run.pk).exists()
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_write_transaction_is_prepared_once_it_has_run_a_few_times(run):
+    def prepared() -> set[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            return {row[0] for row in cursor.fetchall()}
+
+    threshold = connection.connection.prepare_threshold
+    assert threshold is not None
+    for i in range(threshold + 1):
+        with write_transaction():
+            hot.update_where(Run, {"step_count": i}, where={"id": run.pk})
+            hot.update_where(Run, {"model_calls": i}, where={"id": run.pk})
+
+    assert any('SET "step_count"' in sql for sql in prepared())
+    run.refresh_from_db()
+    assert (run.step_count, run.model_calls) == (threshold, threshold)
+
+
+@postgresql_only
+def test_a_pipeline_runs_inside_the_connections_execute_wrappers_as_one_query(run):
+    seen = []
+
+    def wrapper(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper), write_transaction():
+        _step(run, held={"id": run.pk})
+
+    assert len(seen) == 1
+    assert statements([{"sql": seen[0]}]) == 3

@@ -73,6 +73,7 @@ def test_it_flags_the_embedded_demo_secret_key_in_production(tmp_path):
         ("DAILY_MAX_COST_USD", "-1", "DAILY_MAX_COST_USD must be 0 (off) or positive"),
         ("RUN_MAX_STEPS", "abc", "RUN_MAX_STEPS has an invalid value 'abc'"),
         ("DEBUG", "maybe", "DEBUG must be true or false, got 'maybe'"),
+        ("PREPARE_THRESHOLD", "often", "PREPARE_THRESHOLD must be a whole number or none"),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value(tmp_path, name, value, message):

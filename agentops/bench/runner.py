@@ -350,7 +350,7 @@ _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
 def statements(queries: list[dict]) -> int:
     """SQL statements in Django's captured queries, BEGIN, COMMIT and savepoints left out.
 
-    A write transaction sent as one query counts its statements (agentops.db.batch):
+    A write transaction sent in one round trip counts its statements (agentops.db.batch):
     the figure is the same whether the writes of a transaction went out together
     (PostgreSQL) or one by one (SQLite).
     """

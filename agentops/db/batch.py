@@ -7,9 +7,12 @@ trips, and about as much CPU in Django, psycopg and the server's per-message wor
 as in the statements themselves. Inside write_transaction() the hot path's writes
 (agentops.db.hot) are collected and sent together when the block ends:
 
-- PostgreSQL: one simple-protocol query holding every statement. The server runs
-  such a query as one transaction (all or nothing) unless the query says BEGIN or
-  COMMIT itself; inside an open transaction (an atomic block) it is part of it.
+- PostgreSQL: the statements in one pipeline (libpq's pipeline mode: extended
+  protocol, one Sync at the end), which the server runs as one transaction, all
+  or nothing; inside an open transaction (an atomic block) it is part of it. The
+  parameters are bound server-side, and each statement is prepared once it has run
+  a few times on the connection (PREPARE_THRESHOLD in settings): it is parsed and
+  planned no more, where Django's cursors bind client-side and prepare nothing.
   A statement that must change or lock a given number of rows (the lease fence)
   is wrapped so that it raises when it does not, and nothing of the transaction
   is kept: see the agentops_expect() function (migration agentops 0011).
@@ -21,19 +24,23 @@ block's writes are sent (none of the hot path reads what it is writing).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+import psycopg
 from django.db import DatabaseError, connection, transaction
+from psycopg.pq import TransactionStatus
 
 # The SQLSTATE agentops_expect() raises (class "AO": ours, unused by PostgreSQL).
 EXPECTATION_FAILED = "AO001"
-# The first line of a batch: say what it is in the server's logs and statistics,
-# and let a reader of captured queries count its statements (see statements_in).
+# The first line of a batch in Django's log of queries: a reader of captured queries
+# counts its statements from it (see statements_in).
 _MARKER = "/* write transaction: {} statements */ "
 _MARKER_RE = re.compile(r"^/\* write transaction: (\d+) statements \*/")
 
@@ -106,64 +113,103 @@ def _run(cursor, statement: Statement) -> int:
 def _send(statements: list[Statement]) -> None:
     if not statements:
         return
+    if connection.vendor == "postgresql":
+        _send_pipelined(statements)
+        return
     if len(statements) == 1:
         # A transaction of its own, or a statement of the open one (nothing to undo if
         # its row count is not the expected one: it changed nothing then).
         with connection.cursor() as cursor:
             _run(cursor, statements[0])
         return
-    if connection.vendor != "postgresql":
-        # SQLite runs one statement per call. Inside an atomic block, a savepoint: a
-        # failed write leaves the outer transaction usable.
-        with transaction.atomic(), connection.cursor() as cursor:
-            for statement in statements:
-                _run(cursor, statement)
-        return
-    params: list = []
-    parts = [_checked(statement, index, params) for index, statement in enumerate(statements)]
+    # SQLite runs one statement per call. Inside an atomic block, a savepoint: a failed
+    # write leaves the outer transaction usable.
+    with transaction.atomic(), connection.cursor() as cursor:
+        for statement in statements:
+            _run(cursor, statement)
+
+
+def _send_pipelined(statements: list[Statement]) -> None:
+    """Every statement in one pipeline, with their rows read once it has been synced."""
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    pg = connection.connection
     savepoint = None
     if connection.in_atomic_block:
         # Part of the open transaction, in a savepoint of its own sent with the writes.
         savepoint = f"agentops_batch_{next(_savepoints)}"
-        parts = [f"SAVEPOINT {savepoint}", *parts, f"RELEASE SAVEPOINT {savepoint}"]
-    sql = _MARKER.format(len(statements)) + ";\n".join(parts)
-    with connection.cursor() as cursor:
-        try:
-            cursor.execute(sql, params)
-        except DatabaseError as exc:
+    cursors: list[psycopg.Cursor] = []
+
+    def send(*_) -> None:
+        with pg.pipeline():
             if savepoint is not None:
-                cursor.execute(f"ROLLBACK TO SAVEPOINT {savepoint}; RELEASE SAVEPOINT {savepoint}")
-            failed = _failed_statement(exc)
-            if failed is None:
-                raise
-            raise statements[failed].fail() from None
-        if savepoint is not None:
-            cursor.nextset()
-        for statement in statements:
-            if statement.returned is not None:
-                statement.returned(cursor.fetchall())
-            cursor.nextset()
+                pg.execute(f"SAVEPOINT {savepoint}")
+            for index, statement in enumerate(statements):
+                # A server-binding cursor: Django's own bind client-side, never prepared.
+                cursor = psycopg.Cursor(pg)
+                cursor.execute(*_checked(statement, index))
+                cursors.append(cursor)
+            if savepoint is not None:
+                pg.execute(f"RELEASE SAVEPOINT {savepoint}")
+
+    try:
+        with connection.wrap_database_errors:
+            _as_one_query(statements, send)
+    except DatabaseError as exc:
+        if savepoint is not None and pg.info.transaction_status == TransactionStatus.INERROR:
+            with connection.wrap_database_errors:
+                pg.execute(f"ROLLBACK TO SAVEPOINT {savepoint}; RELEASE SAVEPOINT {savepoint}")
+        failed = _failed_statement(exc)
+        if failed is None:
+            raise
+        raise statements[failed].fail() from None
+    for statement, cursor in zip(statements, cursors, strict=True):
+        if statement.returned is not None:
+            statement.returned(cursor.fetchall())
 
 
-def _checked(statement: Statement, index: int, params: list) -> str:
-    """The statement's SQL, raising inside the server if its row count is not expected."""
+def _as_one_query(statements: list[Statement], send: Callable[..., None]) -> None:
+    """Run `send` as Django runs a query: inside the connection's execute wrappers, and
+    logged when queries are (DEBUG, CaptureQueriesContext). One query, whose text is
+    the statements' (parameters left out), after a marker saying how many they are."""
+    wrappers, logged = connection.execute_wrappers, connection.queries_logged
+    if not wrappers and not logged:
+        send()
+        return
+    sql = _MARKER.format(len(statements)) + ";\n".join(s.sql for s in statements)
+    executor = send
+    for wrapper in reversed(wrappers):
+        executor = functools.partial(wrapper, executor)
+    started = time.monotonic()
+    try:
+        executor(sql, None, False, {"connection": connection, "cursor": None})
+    finally:
+        if logged:
+            connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+
+
+def _checked(statement: Statement, index: int) -> tuple[str, list]:
+    """The statement's SQL and parameters, raising inside the server if its row count
+    is not expected."""
     if statement.expect is None:
-        params.extend(statement.params)
-        return statement.sql
+        return statement.sql, statement.params
     if statement.returned is not None:
         raise ValueError("a statement with an expected row count returns no rows")
     tag = f"statement {index}"
     if statement.is_select:
-        params.extend([statement.expect, tag, *statement.params])  # in the order of the text
-        return f"SELECT agentops_expect(count(*), %s, %s) FROM ({statement.sql}) AS expected"  # noqa: S608
-    params.extend([*statement.params, statement.expect, tag])
+        return (
+            f"SELECT agentops_expect(count(*), %s, %s) FROM ({statement.sql}) AS expected",  # noqa: S608
+            [statement.expect, tag, *statement.params],  # in the order of the text
+        )
     return (
         f"WITH changed AS ({statement.sql} RETURNING 1) "  # noqa: S608
-        "SELECT agentops_expect(count(*), %s, %s) FROM changed"
+        "SELECT agentops_expect(count(*), %s, %s) FROM changed",
+        [*statement.params, statement.expect, tag],
     )
 
 
 def _failed_statement(exc: DatabaseError) -> int | None:
+    """The index of the statement whose expectation failed, if that was the error."""
     cause = exc.__cause__
     if getattr(cause, "sqlstate", None) != EXPECTATION_FAILED:
         return None

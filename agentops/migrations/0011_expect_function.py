@@ -1,6 +1,6 @@
-"""agentops_expect(): a write transaction sent in one query fails inside the server.
+"""agentops_expect(): a write transaction sent in one round trip fails inside the server.
 
-agentops.db.batch sends a step's writes as one query (one transaction). A
+agentops.db.batch sends a step's writes in one round trip (one transaction). A
 statement that must change or lock exactly the rows it expects (the run's lease
 fence) is wrapped in this function, which raises when it did not, so that the
 server keeps nothing of the transaction. PostgreSQL only: SQLite runs the

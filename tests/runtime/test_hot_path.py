@@ -38,9 +38,10 @@ WRITE_TRANSACTIONS = 12
 # 84 with BEGIN/COMMIT before issue 8's second round, 63 before the config token, 58
 # before the writes of a transaction went out together (38 without BEGIN/COMMIT).
 STATEMENTS = 38
-# Queries sent to PostgreSQL: the writes of each of the run's transactions go out as
-# one query (agentops.db.batch), BEGIN and COMMIT included; the provider's refund is
-# 4 (BEGIN, lock, insert, COMMIT). SQLite takes its statements one at a time.
+# Queries sent to PostgreSQL: the writes of each of the run's transactions go out in
+# one pipeline, one round trip (agentops.db.batch), BEGIN and COMMIT included; the
+# provider's refund is 4 (BEGIN, lock, insert, COMMIT). SQLite takes its statements
+# one at a time.
 ROUND_TRIPS = 26
 COLD_STATEMENTS = STATEMENTS + 5
 
