@@ -13,7 +13,9 @@ def fake_stripe(settings):
         settings.PAYMENTS_BACKEND = "stripe"
         settings.STRIPE_API_KEY = API_KEY
         settings.STRIPE_API_BASE = server.url
-        settings.STRIPE_TIMEOUT_SECONDS = 0.25
+        # Long enough for an answer from a loaded CI machine (0.25 s timed out a plain
+        # 429 once); the fake sleeps past it for a timeout after commit.
+        settings.STRIPE_TIMEOUT_SECONDS = 1.0
         server.charges["pi_1"] = (5000, "usd")
         yield server
 

@@ -39,7 +39,7 @@ class FakeStripe(FakeServer):
         self.refunds: list[dict] = []
         self.script: deque[str] = deque()
         self.rate_429 = self.rate_500 = self.rate_timeout_after_commit = 0.0
-        self.timeout_sleep = 0.5
+        self.timeout_sleep = 1.5  # past the fixture's client timeout (1 s)
         self.posts = 0
         self.faults_served: dict[str, int] = {}
         self._idempotent: dict[str, tuple[dict, int, bytes]] = {}
