@@ -86,6 +86,15 @@ def write_transaction() -> Iterator[None]:
     _send(batch.statements)
 
 
+def send_now(statements: list[Statement]) -> None:
+    """Send these statements as one write transaction at once, whatever block is open.
+
+    For a party with transactions of its own (the simulated provider), which must
+    not join the caller's batch; inside an atomic block they are part of it.
+    """
+    _send(statements)
+
+
 def execute(statement: Statement) -> int | None:
     """Run a statement now, or add it to the open write transaction (then None).
 

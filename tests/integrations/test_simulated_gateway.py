@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
+from agentops.db.batch import statements_in
 from agentops.integrations.errors import (
     IdempotencyConflict,
     ProviderRejected,
@@ -14,7 +15,7 @@ from agentops.integrations.errors import (
     RateLimited,
 )
 from agentops.integrations.payments import get_payment_gateway
-from agentops.integrations.payments.simulated import SimulatedGateway
+from agentops.integrations.payments.simulated import SimulatedGateway, request_hash
 from agentops.shop.models import Customer, Order
 from agentops.simgateway.models import ProviderRefund, ScriptedFault
 
@@ -423,14 +424,42 @@ def test_the_ledger_alone_prevents_a_duplicate_at_a_legacy_provider_that_times_o
 # --- what a refund costs, and faults scripted while the provider runs ---------------
 
 
-def test_a_refund_without_scripted_faults_takes_four_statements(charge, django_assert_num_queries):
-    # Begin, the charge FOR UPDATE (which also says no fault is scripted), the
-    # insert if it fits, commit.
+def test_a_new_refund_that_fits_takes_one_round_trip(charge, django_assert_num_queries):
+    # The charge's lock and the insert, sent together as one transaction (PostgreSQL),
+    # or the insert alone (SQLite).
+    with django_assert_num_queries(1) as captured:
+        made = refund(2500, key="key-1")
+    assert statements_in(captured.captured_queries[0]["sql"]) == (
+        2 if connection.vendor == "postgresql" else 1
+    )
+    stored = ProviderRefund.objects.get()
+    assert (stored.refund_id, stored.amount_cents, stored.request_hash) == (
+        made.refund_id,
+        2500,
+        made_hash(2500),
+    )
+    assert stored.metadata == {"ticket": "t-1", "ledger_key": "key-1"}
+    # A replay: the round trip inserts nothing, then the exact way (begin, the charge
+    # FOR UPDATE, the insert if it fits, the key's refund, commit) answers it.
+    with django_assert_num_queries(6):
+        assert refund(2500, key="key-1").refund_id == made.refund_id
+    assert ProviderRefund.objects.count() == 1
+
+
+def test_with_random_faults_configured_a_refund_takes_the_exact_way(
+    charge, settings, django_assert_num_queries
+):
+    # A 500 or 429 must be drawn before anything is committed: begin, the charge FOR
+    # UPDATE (which also says no fault is scripted), the insert if it fits, commit.
+    settings.GATEWAY_SERVER_ERROR = 0.000001
+    settings.GATEWAY_FAULT_SEED = 7
     with django_assert_num_queries(4):
         refund(2500, key="key-1")
-    # A replay inserts nothing, then reads the key's refund.
-    with django_assert_num_queries(5):
-        assert refund(2500, key="key-1").amount_cents == 2500
+    assert ProviderRefund.objects.count() == 1
+
+
+def made_hash(amount_cents: int) -> str:
+    return request_hash(payment_ref=PAYMENT, amount_cents=amount_cents, currency="USD")
 
 
 def test_a_refund_that_does_not_fit_inserts_nothing_and_says_why(charge):

@@ -38,6 +38,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import BooleanField, F, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
+from agentops.db.batch import Statement, send_now
 from agentops.integrations.errors import (
     IdempotencyConflict,
     ProviderRejected,
@@ -195,6 +196,42 @@ def _insert_if_it_fits(row: ProviderRefund, *, total_cents: int) -> bool:
         return cursor.rowcount == 1
 
 
+# The usual refund in one round trip (see SimulatedGateway._create_at_once): the
+# charge is locked by the first statement, and this one, which takes its snapshot
+# after the lock was granted, inserts the refund only if no fault is scripted for
+# the payment, the currency is the charge's, what is left covers it and the key is new.
+_INSERT_AT_ONCE = f"""
+    INSERT INTO {ProviderRefund._meta.db_table} ({", ".join(_REFUND_COLUMNS)})
+    SELECT {", ".join(["%s"] * len(_REFUND_COLUMNS))}
+    FROM {Order._meta.db_table} AS charge
+    WHERE charge.id = (
+        SELECT id FROM {Order._meta.db_table} WHERE payment_ref = %s ORDER BY id LIMIT 1
+    )
+    AND UPPER(charge.currency) = %s
+    AND NOT EXISTS (
+        SELECT 1 FROM {ScriptedFault._meta.db_table} WHERE payment_ref = %s AND remaining > 0
+    )
+    AND %s <= charge.total_cents - (
+        SELECT COALESCE(SUM(amount_cents), 0) FROM {ProviderRefund._meta.db_table}
+        WHERE payment_ref = %s
+    )
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING 1
+"""  # noqa: S608 (tables and columns from the models, values as parameters)
+_LOCK_CHARGE = (
+    f"SELECT id FROM {Order._meta.db_table} WHERE payment_ref = %s "  # noqa: S608
+    "ORDER BY id LIMIT 1 FOR UPDATE"
+)
+
+
+def _random_faults_off() -> bool:
+    """No 500 or 429 can be drawn: nothing to decide before the refund is committed."""
+    return (
+        getattr(settings, "GATEWAY_SERVER_ERROR", 0.0) <= 0
+        and getattr(settings, "GATEWAY_RATE_LIMIT", 0.0) <= 0
+    )
+
+
 class SimulatedGateway:
     name = PROVIDER
 
@@ -225,7 +262,13 @@ class SimulatedGateway:
             "metadata": metadata,
         }
         try:
-            outcome = self._create(**request, faults_taken=False)
+            outcome = (
+                self._create_at_once(**request)
+                if amount_cents > 0 and _random_faults_off()
+                else None
+            )
+            if outcome is None:
+                outcome = self._create(**request, faults_taken=False)
             if outcome is None:
                 # A fault is scripted for this payment: take it the exact, slower way.
                 # Infrastructure faults happen before the provider looks at the
@@ -310,6 +353,48 @@ class SimulatedGateway:
             )
         return _as_gateway_refund(existing)
 
+    def _create_at_once(
+        self,
+        *,
+        payment_ref: str,
+        amount_cents: int,
+        currency: str,
+        idempotency_key: str | None,
+        digest: str,
+        metadata: dict,
+    ) -> tuple[GatewayRefund, bool, bool] | None:
+        """The usual request, a new refund that fits, in one round trip; else None,
+        having written nothing, and _create answers it the exact way.
+
+        On PostgreSQL: the charge's lock and the insert in one pipeline, one
+        transaction (agentops.db.batch), where _create sends BEGIN, the lock, the
+        insert and COMMIT one by one. SQLite serialises writers on its own: the
+        insert alone.
+        """
+        row = _refund_row(
+            payment_ref=payment_ref,
+            amount_cents=amount_cents,
+            currency=currency,
+            idempotency_key=idempotency_key,
+            digest=digest,
+            metadata=metadata,
+        )
+        values = [
+            ProviderRefund._meta.get_field(name).get_db_prep_save(getattr(row, name), connection)
+            for name in _REFUND_COLUMNS
+        ]
+        inserted: list[tuple] = []
+        insert = Statement(
+            _INSERT_AT_ONCE,
+            [*values, payment_ref, currency, payment_ref, amount_cents, payment_ref],
+            returned=inserted.extend,
+        )
+        if connection.vendor == "postgresql":
+            send_now([Statement(_LOCK_CHARGE, [payment_ref], is_select=True), insert])
+        else:
+            send_now([insert])
+        return (_as_gateway_refund(row), True, False) if inserted else None
+
     def _create(
         self,
         *,
@@ -327,7 +412,8 @@ class SimulatedGateway:
         whether a scripted timeout_after_commit fired); or None, having written
         nothing, when faults_taken is False and a fault is scripted for the payment.
 
-        The usual call costs BEGIN, one SELECT of the charge FOR UPDATE (which also
+        The usual call, when random faults are configured (else _create_at_once
+        answers it), costs BEGIN, one SELECT of the charge FOR UPDATE (which also
         says whether any fault is scripted), one INSERT if it fits, and COMMIT. The
         refunds are summed in a statement after the lock, not in the locking one:
         under READ COMMITTED a subquery of the locking statement would see the rows
