@@ -77,6 +77,14 @@ def test_it_counts_each_autocommit_write_and_no_read_only_transaction():
     assert write_transactions(queries) == 3
 
 
+def test_it_counts_a_write_in_a_with_and_not_a_read_only_with():
+    queries = _queries(
+        'WITH changed AS (UPDATE "agentops_run" SET x = 1 RETURNING *) SELECT * FROM changed',
+        'WITH recent AS (SELECT "updated_at" FROM "agentops_run") SELECT * FROM recent',
+    )
+    assert write_transactions(queries) == 1
+
+
 def test_inside_a_test_transaction_an_outermost_savepoint_is_a_transaction():
     queries = _queries(
         "SAVEPOINT s1",

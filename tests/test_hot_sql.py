@@ -108,6 +108,72 @@ def test_value_where_converts_as_the_orm_does():
     assert hot.value_where(DailySpend, "cost", {"day": date(2026, 1, 3)}) is None
 
 
+def _claim_values(now):
+    return {"status": Run.Status.RUNNING, "lease_owner": "w", "updated_at": now, "started_at": now}
+
+
+def test_update_and_get_reads_back_what_the_orm_reads(run):
+    run.triage = {"route": "offline", "amount": [1, 2.5, None]}
+    run.cost = Decimal("0.001234")
+    run.save()
+    now = timezone.now()
+
+    got = hot.update_and_get(
+        Run,
+        _claim_values(now),
+        {"id": run.pk, "status": Run.Status.QUEUED},
+        unless_set=("started_at",),
+        related=("ticket", "prompt_version"),
+        column=("config_token", "SELECT 'token-1'"),
+    )
+
+    orm = Run.objects.select_related("ticket", "prompt_version").get(pk=run.pk)
+    fields = [f.attname for f in Run._meta.concrete_fields]
+    assert [getattr(got, f) for f in fields] == [getattr(orm, f) for f in fields]
+    assert (got.status, got.lease_owner, got.started_at) == (Run.Status.RUNNING, "w", now)
+    assert got.cost == Decimal("0.001234") and got.triage["amount"] == [1, 2.5, None]
+    assert got.config_token == "token-1"
+    assert not got._state.adding
+    # The related rows come with it: no query when they are used.
+    with CaptureQueriesContext(connection) as queries:
+        assert got.ticket.pk == run.ticket_id and got.ticket.subject == "s"
+        assert got.prompt_version is None  # a nullable key with no row: a LEFT JOIN
+    assert len(queries) == 0
+
+
+def test_update_and_get_keeps_a_set_value_and_returns_none_when_nothing_matches(run):
+    started = timezone.now() - timedelta(hours=1)
+    Run.objects.filter(pk=run.pk).update(started_at=started)
+
+    got = hot.update_and_get(
+        Run,
+        _claim_values(timezone.now()),
+        {"id": run.pk, "status": Run.Status.QUEUED},
+        unless_set=("started_at",),
+    )
+    assert got.started_at == started  # COALESCE: the first claim's stamp stays
+
+    assert (
+        hot.update_and_get(
+            Run, _claim_values(timezone.now()), {"id": run.pk, "status": Run.Status.QUEUED}
+        )
+        is None
+    )
+    assert Run.objects.get(pk=run.pk).lease_owner == "w"
+
+
+def test_update_and_get_is_one_statement_on_postgresql(run):
+    with CaptureQueriesContext(connection) as queries:
+        hot.update_and_get(
+            Run,
+            _claim_values(timezone.now()),
+            {"id": run.pk},
+            related=("ticket",),
+            column=("config_token", "SELECT 'x'"),
+        )
+    assert len(queries) == (1 if connection.vendor == "postgresql" else 2)
+
+
 def test_update_where_takes_a_tuple_as_in(run):
     where = {"id": run.pk, "status": (Run.Status.RUNNING, Run.Status.QUEUED)}
     assert hot.update_where(Run, {"step_count": 5}, where=where) == 1

@@ -10,6 +10,7 @@ same run, on the same database, broker and worker processes.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -307,6 +308,8 @@ def measure_floor(count: int, *, workers: Workers) -> dict:
 
 
 _WRITES = ("INSERT", "UPDATE", "DELETE")
+# A write in a WITH: WITH changed AS (UPDATE ...) SELECT ... (agentops.db.hot).
+_WRITE_IN_WITH = re.compile(r"^WITH\s+\w+\s+AS\s+\(\s*(INSERT|UPDATE|DELETE)\b")
 
 
 def write_transactions(queries: list[dict]) -> int:
@@ -336,7 +339,7 @@ def write_transactions(queries: list[dict]) -> int:
             if depth == 0:
                 count += wrote
                 wrote = False
-        elif sql.startswith(_WRITES) or " FOR UPDATE" in sql:
+        elif sql.startswith(_WRITES) or _WRITE_IN_WITH.match(sql) or " FOR UPDATE" in sql:
             if depth:
                 wrote = True
             else:

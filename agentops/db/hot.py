@@ -20,6 +20,9 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 
 from django.db import connection, models
+from django.db.models import Value
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 
 from agentops.db.batch import Statement, execute
 
@@ -199,3 +202,121 @@ def lock_one(
 def execute_sql(sql: str, params: list) -> None:
     """A statement of our own (an upsert, say), in the write transaction if one is open."""
     execute(Statement(sql, params))
+
+
+@cache
+def _read_back(model: type[models.Model]) -> tuple[tuple[str, ...], tuple[tuple, ...]]:
+    """The attnames of the model's columns, in order, and the ORM's converters of each."""
+    table = model._meta.db_table
+    names, converters = [], []
+    for field in model._meta.concrete_fields:
+        column = field.get_col(table)
+        names.append(field.attname)
+        # The backend's converters first, then the field's: the ORM's order.
+        converters.append(
+            (
+                column,
+                tuple(connection.ops.get_db_converters(column))
+                + tuple(column.get_db_converters(connection)),
+            )
+        )
+    return tuple(names), tuple(converters)
+
+
+def _instance(model: type[models.Model], values: Iterable) -> models.Model:
+    names, converters = _read_back(model)
+    converted = []
+    for value, (column, functions) in zip(values, converters, strict=True):
+        for function in functions:
+            value = function(value, column, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, names, converted)
+
+
+@cache
+def _update_and_get_sql(
+    model: type[models.Model],
+    names: tuple[str, ...],
+    unless_set: tuple[str, ...],
+    where: tuple[tuple[str, int], ...],
+    related: tuple[str, ...],
+    column: str,
+) -> str:
+    meta = model._meta
+
+    def assignment(name: str) -> str:
+        quoted = _quote(meta.get_field(name).column)
+        return f"{quoted} = COALESCE({quoted}, %s)" if name in unless_set else f"{quoted} = %s"
+
+    sets = ", ".join(assignment(n) for n in names)
+    selected = [f"changed.{_quote(f.column)}" for f in meta.concrete_fields]
+    joins = []
+    for index, name in enumerate(related):
+        field = meta.get_field(name)
+        other, alias = field.related_model._meta, f"related_{index}"
+        selected += [f"{alias}.{_quote(f.column)}" for f in other.concrete_fields]
+        joins.append(
+            f"{'LEFT' if field.null else 'INNER'} JOIN {_quote(other.db_table)} AS {alias} "
+            f"ON {alias}.{_quote(field.target_field.column)} = changed.{_quote(field.column)}"
+        )
+    if column:
+        selected.append(f"({column})")
+    # Identifiers from model metadata and the caller's SQL; every value is a parameter.
+    return (
+        f"WITH changed AS (UPDATE {_quote(meta.db_table)} SET {sets} "  # noqa: S608
+        f"WHERE {_conditions(meta, where)} RETURNING *) "
+        f"SELECT {', '.join(selected)} FROM changed {' '.join(joins)}"
+    )
+
+
+def update_and_get(
+    model: type[models.Model],
+    values: Mapping[str, object],
+    where: Mapping[str, object],
+    *,
+    unless_set: tuple[str, ...] = (),
+    related: tuple[str, ...] = (),
+    column: tuple[str, str] | None = None,
+) -> models.Model | None:
+    """UPDATE the one row matching every `where` condition (its primary key among them) and
+    read it back with the rows of its `related` foreign keys, as select_related()
+    would, and the value of one more `column` (name, a scalar subquery's SQL) set as
+    an attribute. None if no row matched.
+
+    One statement on PostgreSQL (the update in a WITH), where the ORM sends an UPDATE
+    and then a SELECT; those two elsewhere. Fields in `unless_set` keep the value
+    they have, if they have one (COALESCE). Plain values only, as in update_where.
+    """
+    if connection.vendor != "postgresql":
+        kept = {n: Coalesce(n, Value(v)) if n in unless_set else v for n, v in values.items()}
+        if not model._default_manager.filter(**where).update(**kept):
+            return None
+        rows = model._default_manager.all()
+        if related:
+            rows = rows.select_related(*related)
+        if column:
+            rows = rows.annotate(**{column[0]: RawSQL(f"({column[1]})", [])})  # noqa: S611
+        return rows.get(pk=where[model._meta.pk.name])
+    sql = _update_and_get_sql(
+        model, tuple(values), unless_set, _shape(where), related, column[1] if column else ""
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*_prepared(model, values), *_compared(model, where)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    start = len(model._meta.concrete_fields)
+    obj = _instance(model, row[:start])
+    for name in related:
+        field = model._meta.get_field(name)
+        other = field.related_model
+        end = start + len(other._meta.concrete_fields)
+        values_of_other = row[start:end]
+        pk_index = [f.attname for f in other._meta.concrete_fields].index(other._meta.pk.attname)
+        field.set_cached_value(
+            obj, None if values_of_other[pk_index] is None else _instance(other, values_of_other)
+        )
+        start = end
+    if column:
+        setattr(obj, column[0], row[start])
+    return obj

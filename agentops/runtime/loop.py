@@ -34,7 +34,7 @@ from agentops.models import Effect, Run
 from agentops.runtime import grounding, ledger
 from agentops.runtime.breaker import OPEN, Verdict, breaker_for, model_downstream
 from agentops.runtime.budget import budget_check, spend_record
-from agentops.runtime.config_cache import config_token_column, config_token_parse
+from agentops.runtime.config_cache import TOKEN_SQL, config_token_column, config_token_parse
 from agentops.runtime.crashpoints import (
     AFTER_GATEWAY_COMMIT,
     AFTER_LEDGER_WRITE,
@@ -149,12 +149,18 @@ def run_advance(*, run_id: int, worker: str | None = None) -> str:
     return status
 
 
+# What a claimed run is read with: its ticket and prompt (and the config token).
+CLAIMED_WITH = ("ticket", "prompt_version")
+
+
 def _claim(*, run_id: int, worker: str) -> Run | None:
     """One conditional UPDATE: queued, or running with an expired lease. Zero rows: not ours.
 
     The same UPDATE stamps started_at on the first claim (one write transaction).
-    A queued run is claimed at once; only when the run is not queued is its lease
-    read first, so that a takeover knows whose lease it took (see run_take_over).
+    A queued run is claimed at once, and read back by the same statement with its
+    ticket, prompt and the config token (hot.update_and_get). Only when the run is
+    not queued is its lease read first, so that a takeover knows whose lease it took
+    (see run_take_over).
     """
     now = timezone.now()
     claim = {
@@ -162,10 +168,16 @@ def _claim(*, run_id: int, worker: str) -> Run | None:
         "lease_owner": worker,
         "lease_expires_at": now + timedelta(seconds=settings.RUN_LEASE_SECONDS),
         "updated_at": now,
-        "started_at": Coalesce("started_at", Value(now)),
     }
-    if Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(**claim):
-        run = _claimed(run_id)
+    run = hot.update_and_get(
+        Run,
+        {**claim, "started_at": now},
+        {"id": run_id, "status": Run.Status.QUEUED},
+        unless_set=("started_at",),
+        related=CLAIMED_WITH,
+        column=("config_token", TOKEN_SQL),
+    )
+    if run is not None:
         if run.started_at != now:
             # Queued again after it had started (a decided approval): what a dead
             # holder left started, if anything, is marked.
@@ -184,7 +196,7 @@ def _claim(*, run_id: int, worker: str) -> Run | None:
         # another worker took it over first.
         claimed = Run.objects.filter(
             expired, pk=run_id, status=Run.Status.RUNNING, lease_owner=held["lease_owner"]
-        ).update(**claim)
+        ).update(**claim, started_at=Coalesce("started_at", Value(now)))
         if not claimed:
             return None
         run = _claimed(run_id)
@@ -201,7 +213,7 @@ def _claim(*, run_id: int, worker: str) -> Run | None:
 def _claimed(run_id: int) -> Run:
     """The claimed run with its ticket and prompt, and the config token in the same query."""
     return (
-        Run.objects.select_related("ticket", "prompt_version")
+        Run.objects.select_related(*CLAIMED_WITH)
         .annotate(config_token=config_token_column())
         .get(pk=run_id)
     )
