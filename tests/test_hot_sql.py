@@ -18,7 +18,7 @@ from django.utils import timezone
 from agentops.bench.runner import statements, write_transactions
 from agentops.db import hot
 from agentops.db.batch import write_transaction
-from agentops.models import Run, Ticket
+from agentops.models import Effect, Run, Ticket
 from agentops.routing.models import DailySpend
 from agentops.services import new_trace_id
 from traces.models import Span
@@ -106,6 +106,42 @@ def test_value_where_converts_as_the_orm_does():
 
     assert cost == Decimal("1.25") and isinstance(cost, Decimal)
     assert hot.value_where(DailySpend, "cost", {"day": date(2026, 1, 3)}) is None
+
+
+def _effect(run, key, **fields):
+    return Effect.objects.create(
+        idempotency_key=key,
+        ticket=run.ticket,
+        run=run,
+        tool="issue_refund",
+        request={"order_id": "ORD-1"},
+        request_hash="h",
+        **fields,
+    )
+
+
+def test_instance_where_makes_the_row_as_the_orm_does(run):
+    _effect(run, "k-1", result={"amount_cents": 2000, "nested": [1.5, None]}, attempts=2)
+
+    got = hot.instance_where(Effect, {"idempotency_key": "k-1"})
+
+    orm = Effect.objects.get(idempotency_key="k-1")
+    fields = [f.attname for f in Effect._meta.concrete_fields]
+    assert [getattr(got, f) for f in fields] == [getattr(orm, f) for f in fields]
+    assert got.result == {"amount_cents": 2000, "nested": [1.5, None]} and not got._state.adding
+    assert hot.instance_where(Effect, {"idempotency_key": "k-2"}) is None
+
+
+def test_values_where_reads_a_column_of_every_matching_row(run):
+    _effect(run, "k-1", result={"amount_cents": 1}, status=Effect.Status.SUCCEEDED)
+    _effect(run, "k-2", result=None, status=Effect.Status.SUCCEEDED)
+    _effect(run, "k-3", result={"amount_cents": 3}, status=Effect.Status.FAILED)
+
+    got = hot.values_where(
+        Effect, "result", {"ticket_id": run.ticket_id, "status": Effect.Status.SUCCEEDED}
+    )
+
+    assert sorted(got, key=str) == [None, {"amount_cents": 1}]
 
 
 def _claim_values(now):

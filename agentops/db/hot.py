@@ -155,33 +155,57 @@ def save_fields(obj: models.Model) -> None:
 
 @cache
 def _select_sql(
-    model: type[models.Model], column: str, where: tuple[tuple[str, int], ...], lock: bool
+    model: type[models.Model],
+    columns: tuple[str, ...],
+    where: tuple[tuple[str, int], ...],
+    lock: bool,
 ) -> str:
     meta = model._meta
-    sql = f"SELECT {_quote(column)} FROM {_quote(meta.db_table)} WHERE {_conditions(meta, where)}"  # noqa: S608
+    selected = ", ".join(_quote(c) for c in columns)
+    sql = f"SELECT {selected} FROM {_quote(meta.db_table)} WHERE {_conditions(meta, where)}"  # noqa: S608
     return sql + " FOR UPDATE" if lock else sql
 
 
-def value_where(model: type[models.Model], name: str, where: Mapping[str, object]):
-    """One column of the row matching every `where` condition (None if there is none).
-
-    For a lookup by a unique key: what .filter(**where).values_list(name, flat=True)
-    .first() returns, read back through the field (a decimal comes back a Decimal).
-    """
-    sql = _select_sql(model, model._meta.get_field(name).column, _shape(where), lock=False)
+def _rows(sql: str, params: list) -> list[tuple]:
     with connection.cursor() as cursor:
-        cursor.execute(sql, _compared(model, where))
-        row = cursor.fetchone()
-    if row is None:
-        return None
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _converted(model: type[models.Model], name: str, value):
+    """A value of the column, as the ORM reads it back (a decimal comes back a Decimal)."""
     column = model._meta.get_field(name).get_col(model._meta.db_table)
-    value = row[0]
     # The converters the ORM applies to this column, in its order: the backend's first.
     for converter in connection.ops.get_db_converters(column) + column.get_db_converters(
         connection
     ):
         value = converter(value, column, connection)
     return value
+
+
+def values_where(model: type[models.Model], name: str, where: Mapping[str, object]) -> list:
+    """One column of every row matching every `where` condition, in no given order:
+    what .filter(**where).values_list(name, flat=True) returns."""
+    sql = _select_sql(model, (model._meta.get_field(name).column,), _shape(where), lock=False)
+    return [_converted(model, name, row[0]) for row in _rows(sql, _compared(model, where))]
+
+
+def value_where(model: type[models.Model], name: str, where: Mapping[str, object]):
+    """One column of the row matching every `where` condition (None if there is none).
+
+    For a lookup by a unique key: what .filter(**where).values_list(name, flat=True)
+    .first() returns.
+    """
+    values = values_where(model, name, where)
+    return values[0] if values else None
+
+
+def instance_where(model: type[models.Model], where: Mapping[str, object]) -> models.Model | None:
+    """The row matching every `where` condition, a unique key, as the ORM makes it (every
+    column loaded): what .filter(**where).first() returns for a lookup by a unique key."""
+    columns = tuple(f.column for f in model._meta.concrete_fields)
+    rows = _rows(_select_sql(model, columns, _shape(where), lock=False), _compared(model, where))
+    return _instance(model, rows[0]) if rows else None
 
 
 def lock_one(
@@ -195,7 +219,7 @@ def lock_one(
     is stronger.
     """
     lock = connection.features.has_select_for_update
-    sql = _select_sql(model, model._meta.pk.column, _shape(where), lock=lock)
+    sql = _select_sql(model, (model._meta.pk.column,), _shape(where), lock=lock)
     execute(Statement(sql, _compared(model, where), expect=1, fail=or_raise, is_select=True))
 
 

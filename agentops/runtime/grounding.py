@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from decimal import Decimal
 
+from agentops.db import hot
 from agentops.models import Effect
 
 _NEGATION = re.compile(
@@ -58,13 +59,12 @@ def reply_hold_reason(
     claims = claimed_refund_sentences(body)
     if not claims:
         return None
-    refunded = [
-        e.result.get("amount_cents")
-        for e in Effect.objects.filter(
-            ticket_id=ticket_id, tool="issue_refund", status=Effect.Status.SUCCEEDED
-        ).only("result")
-        if e.result
-    ] + list(also_refunded_cents)
+    results = hot.values_where(
+        Effect,
+        "result",
+        {"ticket_id": ticket_id, "tool": "issue_refund", "status": Effect.Status.SUCCEEDED},
+    )
+    refunded = [r.get("amount_cents") for r in results if r] + list(also_refunded_cents)
     if not refunded:
         return (
             "The reply says a refund was made, but the ledger holds no completed refund "

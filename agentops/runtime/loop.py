@@ -587,7 +587,7 @@ class Runner:
         if self.replay is not None:
             return self.replay.in_ledger(key)
         # Kept for the ledger transaction that follows: it need not read the row again.
-        effect = Effect.objects.filter(idempotency_key=key).first()
+        effect = hot.instance_where(Effect, {"idempotency_key": key})
         self._ledger_read[key] = effect
         return effect is not None
 
