@@ -12,6 +12,8 @@ from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.db.models import CharField, DecimalField
+from django.db.models.expressions import RawSQL
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -160,7 +162,10 @@ def test_update_and_get_reads_back_what_the_orm_reads(run):
         {"id": run.pk, "status": Run.Status.QUEUED},
         unless_set=("started_at",),
         related=("ticket", "prompt_version"),
-        column=("config_token", "SELECT 'token-1'"),
+        columns={
+            "config_token": RawSQL("SELECT %s", ["token-1"], output_field=CharField()),
+            "day_spend": RawSQL("SELECT 1.5", [], output_field=DecimalField()),
+        },
     )
 
     orm = Run.objects.select_related("ticket", "prompt_version").get(pk=run.pk)
@@ -168,7 +173,7 @@ def test_update_and_get_reads_back_what_the_orm_reads(run):
     assert [getattr(got, f) for f in fields] == [getattr(orm, f) for f in fields]
     assert (got.status, got.lease_owner, got.started_at) == (Run.Status.RUNNING, "w", now)
     assert got.cost == Decimal("0.001234") and got.triage["amount"] == [1, 2.5, None]
-    assert got.config_token == "token-1"
+    assert (got.config_token, got.day_spend) == ("token-1", Decimal("1.5"))
     assert not got._state.adding
     # The related rows come with it: no query when they are used.
     with CaptureQueriesContext(connection) as queries:
@@ -205,7 +210,7 @@ def test_update_and_get_is_one_statement_on_postgresql(run):
             _claim_values(timezone.now()),
             {"id": run.pk},
             related=("ticket",),
-            column=("config_token", "SELECT 'x'"),
+            columns={"config_token": RawSQL("SELECT 'x'", [], output_field=CharField())},
         )
     assert len(queries) == (1 if connection.vendor == "postgresql" else 2)
 

@@ -200,6 +200,24 @@ def value_where(model: type[models.Model], name: str, where: Mapping[str, object
     return values[0] if values else None
 
 
+def value_with(
+    model: type[models.Model],
+    name: str,
+    where: Mapping[str, object],
+    *,
+    on_read: Callable[[object], None],
+) -> None:
+    """value_where, read by the open write transaction after the writes added to it so
+    far (in the same round trip on PostgreSQL) and given to `on_read` once it is sent;
+    read at once outside any."""
+    sql = _select_sql(model, (model._meta.get_field(name).column,), _shape(where), lock=False)
+
+    def returned(rows: list[tuple]) -> None:
+        on_read(_converted(model, name, rows[0][0]) if rows else None)
+
+    execute(Statement(sql, _compared(model, where), returned=returned, is_select=True))
+
+
 def instance_where(model: type[models.Model], where: Mapping[str, object]) -> models.Model | None:
     """The row matching every `where` condition, a unique key, as the ORM makes it (every
     column loaded): what .filter(**where).first() returns for a lookup by a unique key."""
@@ -264,7 +282,7 @@ def _update_and_get_sql(
     unless_set: tuple[str, ...],
     where: tuple[tuple[str, int], ...],
     related: tuple[str, ...],
-    column: str,
+    columns: tuple[str, ...],
 ) -> str:
     meta = model._meta
 
@@ -283,8 +301,7 @@ def _update_and_get_sql(
             f"{'LEFT' if field.null else 'INNER'} JOIN {_quote(other.db_table)} AS {alias} "
             f"ON {alias}.{_quote(field.target_field.column)} = changed.{_quote(field.column)}"
         )
-    if column:
-        selected.append(f"({column})")
+    selected += [f"({sql})" for sql in columns]
     # Identifiers from model metadata and the caller's SQL; every value is a parameter.
     return (
         f"WITH changed AS (UPDATE {_quote(meta.db_table)} SET {sets} "  # noqa: S608
@@ -300,12 +317,12 @@ def update_and_get(
     *,
     unless_set: tuple[str, ...] = (),
     related: tuple[str, ...] = (),
-    column: tuple[str, str] | None = None,
+    columns: Mapping[str, RawSQL] | None = None,
 ) -> models.Model | None:
     """UPDATE the one row matching every `where` condition (its primary key among them) and
     read it back with the rows of its `related` foreign keys, as select_related()
-    would, and the value of one more `column` (name, a scalar subquery's SQL) set as
-    an attribute. None if no row matched.
+    would, and the value of each of `columns` (scalar subqueries, as for annotate())
+    set as an attribute, as the database returns it. None if no row matched.
 
     One statement on PostgreSQL (the update in a WITH), where the ORM sends an UPDATE
     and then a SELECT; those two elsewhere. Fields in `unless_set` keep the value
@@ -318,14 +335,20 @@ def update_and_get(
         rows = model._default_manager.all()
         if related:
             rows = rows.select_related(*related)
-        if column:
-            rows = rows.annotate(**{column[0]: RawSQL(f"({column[1]})", [])})  # noqa: S611
-        return rows.get(pk=where[model._meta.pk.name])
+        return rows.annotate(**(columns or {})).get(pk=where[model._meta.pk.name])
+    columns = columns or {}
     sql = _update_and_get_sql(
-        model, tuple(values), unless_set, _shape(where), related, column[1] if column else ""
+        model,
+        tuple(values),
+        unless_set,
+        _shape(where),
+        related,
+        tuple(c.sql for c in columns.values()),
     )
+    params = [*_prepared(model, values), *_compared(model, where)]
+    params += [p for c in columns.values() for p in c.params]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*_prepared(model, values), *_compared(model, where)])
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
@@ -341,6 +364,6 @@ def update_and_get(
             obj, None if values_of_other[pk_index] is None else _instance(other, values_of_other)
         )
         start = end
-    if column:
-        setattr(obj, column[0], row[start])
+    for name, value in zip(columns, row[start:], strict=True):
+        setattr(obj, name, value)
     return obj

@@ -4,16 +4,25 @@ Per run: tokens (input + output so far) and money; per day (UTC): money across
 all runs. A cap of 0 is off. The check is `spent >= cap`: a run may spend up to
 its cap, and the call that would start at or past it is never made; the run is
 escalated with the reason instead.
+
+The day's spend a check compares is read moments before it: by the claim of the
+run, or last in the transaction of the run's latest save (after that transaction's
+own spend), when that was at most DAY_SPEND_FRESH_SECONDS ago (agentops.runtime.loop);
+else by the check itself. What other runs record in between (one tool call of this
+run, at most) is counted at the next check, as a call of theirs still in flight is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import DecimalField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from agentops.db import hot
@@ -47,6 +56,32 @@ def day_spend(*, day=None) -> Decimal:
     return cost if cost is not None else Decimal(0)
 
 
+def day_spend_column() -> RawSQL:
+    """Today's spend as a column of another query (the claim of a run): NULL for none."""
+    from agentops.routing.models import DailySpend
+
+    table = DailySpend._meta.db_table
+    day = DailySpend._meta.get_field("day").get_db_prep_save(_utc_day(), connection)
+    return RawSQL(  # noqa: S611 - the day goes as a parameter
+        f"SELECT cost FROM {table} WHERE day = %s",  # noqa: S608 - a model's table
+        [day],
+        output_field=DecimalField(max_digits=14, decimal_places=6),
+    )
+
+
+def day_spend_read(*, on_read: Callable[[Decimal], None]) -> None:
+    """Read today's spend with the open write transaction, after its writes (its own
+    spend_record among them), and give it to `on_read` once the transaction is sent."""
+    from agentops.routing.models import DailySpend
+
+    hot.value_with(
+        DailySpend,
+        "cost",
+        {"day": _utc_day()},
+        on_read=lambda cost: on_read(cost if cost is not None else Decimal(0)),
+    )
+
+
 def spend_record(*, cost: Decimal, day=None) -> None:
     """Add a priced call to its day's counter. Call inside the transaction that saves it.
 
@@ -69,8 +104,12 @@ def spend_record(*, cost: Decimal, day=None) -> None:
     )
 
 
-def budget_check(*, run) -> BudgetExceeded | None:
-    """None if the next model call of this run may be made, else which cap it hits."""
+def budget_check(*, run, day_spent: Decimal | None = None) -> BudgetExceeded | None:
+    """None if the next model call of this run may be made, else which cap it hits.
+
+    `day_spent`: today's spend, read moments ago (by the run's last write, see
+    agentops.runtime.loop); None reads it now.
+    """
     tokens = run.input_tokens + run.output_tokens
     token_cap = settings.RUN_MAX_TOKENS
     if token_cap and tokens >= token_cap:
@@ -91,7 +130,7 @@ def budget_check(*, run) -> BudgetExceeded | None:
         )
     daily_cap = settings.DAILY_MAX_COST_USD
     if daily_cap:
-        spent = day_spend()
+        spent = day_spent if day_spent is not None else day_spend()
         if spent >= daily_cap:
             return BudgetExceeded(
                 "daily_cost",

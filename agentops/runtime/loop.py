@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
@@ -33,8 +34,8 @@ from agentops.integrations.payments.codes import customer_meaning
 from agentops.models import Effect, Run
 from agentops.runtime import grounding, ledger
 from agentops.runtime.breaker import OPEN, Verdict, breaker_for, model_downstream
-from agentops.runtime.budget import budget_check, spend_record
-from agentops.runtime.config_cache import TOKEN_SQL, config_token_column, config_token_parse
+from agentops.runtime.budget import budget_check, day_spend_column, day_spend_read, spend_record
+from agentops.runtime.config_cache import config_token_column, config_token_parse
 from agentops.runtime.crashpoints import (
     AFTER_GATEWAY_COMMIT,
     AFTER_LEDGER_WRITE,
@@ -76,6 +77,12 @@ MAX_TOKENS = 1024
 # margin before another worker may take over stays within this of the full lease
 # (within half of it, for a lease shorter than twice this: see Runner._save).
 LEASE_RENEWAL_SLACK = timedelta(seconds=5)
+# A reading of today's spend this recent (taken by the claim, or by the transaction
+# of the run's last save, after its own spend) stands for the budget check's own read:
+# the read moves into a round trip the run makes anyway. Between that transaction and
+# the next model call there is at most a tool call of this run.
+DAY_SPEND_FRESH_SECONDS = 0.1
+_NOT_READ = object()
 # What run_advance returns for a run parked until its downstream may answer again.
 WAITING = "waiting"
 DECIDE_PERMISSION = "approvals.decide_pendingaction"
@@ -175,7 +182,7 @@ def _claim(*, run_id: int, worker: str) -> Run | None:
         {"id": run_id, "status": Run.Status.QUEUED},
         unless_set=("started_at",),
         related=CLAIMED_WITH,
-        column=("config_token", TOKEN_SQL),
+        columns={"config_token": config_token_column(), "day_spend": day_spend_column()},
     )
     if run is not None:
         if run.started_at != now:
@@ -237,6 +244,13 @@ class Runner:
         self._reply_in_ledger = False
         # Replays, forks and re-runs take responses and results from other sources.
         self.replay = ReplayPlan.for_run(run)
+        # Today's spend as the claim or the run's last save read it, and when (see
+        # _day_spent); a save asks its transaction to read it again as it ends.
+        claimed_spend = getattr(run, "day_spend", _NOT_READ)
+        self._day_spend_seen: tuple[Decimal, float] | None = (
+            None if claimed_spend is _NOT_READ else (claimed_spend or Decimal(0), time.monotonic())
+        )
+        self._day_spend_wanted = False
 
     @property
     def ctx(self) -> ToolContext:
@@ -327,7 +341,7 @@ class Runner:
         if self.replay is not None and self.replay.exact:
             decision = self.replay.triage()
         else:
-            exceeded = budget_check(run=self.run)
+            exceeded = budget_check(run=self.run, day_spent=self._day_spent())
             refusal = exceeded.reason if exceeded else None
             decision = triage_ticket(self.ticket, budget_refusal=refusal)
         root = span_build(
@@ -480,11 +494,25 @@ class Runner:
                 return self.finish()
         return None
 
+    @property
+    def _spends(self) -> bool:
+        # An exact replay calls nothing and spends nothing: no budget applies to it.
+        return self.replay is None or not self.replay.exact
+
+    def _day_spend_saw(self, spent: Decimal) -> None:
+        self._day_spend_seen = (spent, time.monotonic())
+
+    def _day_spent(self) -> Decimal | None:
+        """Today's spend if the claim or a save of this task read it just now, else None
+        (the budget check reads it). Taken once: a second check reads again."""
+        seen, self._day_spend_seen = self._day_spend_seen, None
+        if seen is None or time.monotonic() - seen[1] > DAY_SPEND_FRESH_SECONDS:
+            return None
+        return seen[0]
+
     def _budget_or_corrections(self, *, step: int, model: str) -> str | None:
         """Before a model call: a spent budget or too many corrections escalate the run."""
-        # An exact replay calls nothing and spends nothing: no budget applies to it.
-        spends = self.replay is None or not self.replay.exact
-        exceeded = budget_check(run=self.run) if spends else None
+        exceeded = budget_check(run=self.run, day_spent=self._day_spent()) if self._spends else None
         if exceeded is not None:
             span = self._span(kind=Span.Kind.MODEL, name="budget", step=step, model=model)
             span_finish(
@@ -1268,6 +1296,8 @@ class Runner:
             return
         fields["updated_at"] = now
         self._update_held(fields)
+        # A save comes before the next model call: its budget check reads this.
+        self._day_spend_wanted = bool(settings.DAILY_MAX_COST_USD) and self._spends
         for name, value in fields.items():
             setattr(self.run, name, value)
         self._pending_fields = {}
@@ -1318,6 +1348,10 @@ class Runner:
         try:
             with write_transaction():
                 yield
+                if self._day_spend_wanted and self.run.status == Run.Status.RUNNING:
+                    # Last, after the transaction's own spend_record.
+                    day_spend_read(on_read=self._day_spend_saw)
+                self._day_spend_wanted = False
         except BaseException:
             self._pending_fields, self._pending_spans = fields, spans
             raise

@@ -1,5 +1,6 @@
 """Triage routing, model prices and budget caps, at their boundaries."""
 
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -9,6 +10,7 @@ from django.utils import timezone
 from agentops.integrations.errors import ProviderUnavailable
 from agentops.models import Run
 from agentops.routing.models import DailySpend, ModelPrice, Route
+from agentops.runtime import loop
 from agentops.runtime.budget import budget_check, day_spend, spend_record
 from agentops.runtime.loop import run_advance
 from agentops.runtime.pricing import model_cost
@@ -225,6 +227,50 @@ def test_hitting_the_run_money_cap_escalates_before_the_next_model_call(scripted
     budget = run.spans.get(name="budget")
     assert budget.error_class == "budget" and budget.output["cap"] == "run_cost"
     assert run.spans.get(kind="run").error_class == "budget"
+
+
+def test_a_runs_own_spend_counts_at_its_next_check_against_the_daily_cap(
+    scripted, submit, settings
+):
+    # The check takes the day's spend as the run's last save read it, after that
+    # transaction recorded the call's cost: the run's own spend is never missed.
+    _priced_scripted(settings)
+    settings.DAILY_MAX_COST_USD = Decimal("0.030")  # two calls of $0.015
+    model = scripted(
+        [tool_use("find_orders", {"customer_email": "ada@example.com"}, "f1")],
+        [tool_use("find_orders", {"customer_email": "ada@example.com"}, "f2")],
+        [text("never asked")],
+    )
+    run = advance(submit("hello"))
+
+    assert run.status == Run.Status.ESCALATED
+    assert "$0.0300 spent today of the daily $0.0300" in run.outcome_reason
+    assert len(model.calls) == 2 and day_spend() == Decimal("0.030")
+
+
+def test_spend_of_other_runs_is_read_again_once_the_runs_reading_is_old(
+    scripted, submit, settings, monkeypatch
+):
+    # Another run spends the day's budget while this one runs a tool: a reading older
+    # than DAY_SPEND_FRESH_SECONDS is not taken, the check reads the day again.
+    monkeypatch.setattr(loop, "DAY_SPEND_FRESH_SECONDS", 0)
+    settings.DAILY_MAX_COST_USD = Decimal("1.00")
+    model = scripted(
+        [tool_use("find_orders", {"customer_email": "ada@example.com"}, "f1")],
+        [text("never asked")],
+    )
+    find_orders = loop.TOOLS["find_orders"]
+
+    def spend_elsewhere(*args, **kwargs):
+        spend_record(cost=Decimal("1.00"))
+        return find_orders.execute(*args, **kwargs)
+
+    monkeypatch.setitem(loop.TOOLS, "find_orders", replace(find_orders, execute=spend_elsewhere))
+    run = advance(submit("hello"))
+
+    assert run.status == Run.Status.ESCALATED
+    assert "$1.0000 spent today of the daily $1.0000" in run.outcome_reason
+    assert len(model.calls) == 1
 
 
 def test_a_spent_day_escalates_a_new_run_with_the_reason(scripted, submit, settings):
