@@ -37,7 +37,10 @@ class Span(models.Model):
         "agentops.Run", on_delete=models.CASCADE, related_name="spans", db_index=False
     )
     trace_id = models.CharField(max_length=32)
-    span_id = models.CharField(max_length=16, unique=True)
+    # Unique within its trace by construction (64 random bits; the root's is the first
+    # half of the trace id), and only ever looked up with its run (span_run_started):
+    # a unique index of its own cost every span a random-key insert and its WAL.
+    span_id = models.CharField(max_length=16)
     parent_span_id = models.CharField(max_length=16, blank=True)
     step = models.PositiveIntegerField(default=0, help_text="The run's step this span belongs to")
     kind = models.CharField(max_length=12, choices=Kind)
