@@ -424,7 +424,7 @@ class Runner:
                 name="messages.create",
                 step=step,
                 model=model,
-                span_input={"messages": conversation[-2:] if step > 1 else conversation},
+                span_input={"messages": _sent_new(conversation)},
                 call=call,
                 # No side effect: the span is written once, with the step it belongs to.
                 open_first=False,
@@ -1449,6 +1449,14 @@ class Runner:
         Run.objects.filter(pk=self.run.pk, lease_owner=self.worker).update(
             lease_expires_at=timezone.now()
         )
+
+
+def _sent_new(conversation: list[dict]) -> list[dict]:
+    """What a model call sends that no earlier span of the run holds: the messages after
+    the model's last turn (that turn is the previous model span's output), or all of
+    them on the first call."""
+    last = max((i for i, m in enumerate(conversation) if m.get("role") == "assistant"), default=-1)
+    return conversation[last + 1 :]
 
 
 def _validation_messages(exc: ValidationError) -> list[str]:

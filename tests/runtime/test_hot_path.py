@@ -141,6 +141,19 @@ def test_the_fewer_writes_keep_every_safeguard(standard_ticket):
     assert len(answered) == 3
 
 
+def test_the_model_spans_hold_each_message_of_the_conversation_once(standard_ticket):
+    run_advance(run_id=standard_ticket.pk, worker="hot-path")
+    run = Run.objects.get(pk=standard_ticket.pk)
+
+    # A model span's input is what its call sent new; its output, the model's turn.
+    rebuilt = []
+    for span in run.spans.filter(kind="model").order_by("step"):
+        assert all(m["role"] == "user" for m in span.input["messages"])
+        rebuilt += span.input["messages"]
+        rebuilt.append({"role": "assistant", "content": span.output["content"]})
+    assert rebuilt == run.messages
+
+
 def test_a_key_inserted_between_the_ledger_read_and_insert_is_read_again(
     standard_ticket, monkeypatch
 ):
