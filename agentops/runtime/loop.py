@@ -1399,7 +1399,8 @@ class Runner:
             self._update_held(fields)
             self._pending_fields = {}
             self._store([*self._flush_pending_spans(), *(spans or [])])
-            root = {"span_id": self.root_span_id, "ended_at": None}
+            # With the run: span_run_started serves it (a span id has no index of its own).
+            root = {"run_id": self.run.pk, "span_id": self.root_span_id, "ended_at": None}
             hot.update_where(
                 Span,
                 where=root,
