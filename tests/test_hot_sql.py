@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import CharField, DecimalField
 from django.db.models.expressions import RawSQL
 from django.test.utils import CaptureQueriesContext
@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from agentops.bench.runner import statements, write_transactions
 from agentops.db import hot
-from agentops.db.batch import write_transaction
+from agentops.db.batch import Statement, execute, write_transaction
 from agentops.models import Effect, Run, Ticket
 from agentops.routing.models import DailySpend
 from agentops.services import new_trace_id
@@ -291,15 +291,28 @@ def test_a_failed_fence_keeps_nothing_of_the_transaction(run):
     assert not Span.objects.filter(run=run).exists()
 
 
+def _ledger_row(run, key: str) -> Effect:
+    return Effect(
+        idempotency_key=key,
+        ticket=run.ticket,
+        run=run,
+        tool="issue_refund",
+        request={},
+        request_hash="h",
+    )
+
+
 def test_a_duplicate_key_keeps_nothing_of_the_transaction(run):
-    hot.insert_many([_span(run, "c" * 16)])
+    hot.insert_many([_ledger_row(run, "refund:1")])
 
     with pytest.raises(IntegrityError), write_transaction():
-        _step(run, held={"id": run.pk}, span_ids=("d" * 16, "c" * 16))
+        _step(run, held={"id": run.pk})
+        hot.insert_many([_ledger_row(run, "refund:1")])
 
     run.refresh_from_db()
     assert (run.step_count, run.model_calls) == (0, 0)
-    assert list(Span.objects.filter(run=run).values_list("span_id", flat=True)) == ["c" * 16]
+    assert not Span.objects.filter(run=run).exists()
+    assert Effect.objects.filter(run=run).count() == 1
 
 
 def test_a_block_that_raises_sends_nothing(run):
@@ -377,6 +390,30 @@ def test_a_write_transaction_is_prepared_once_it_has_run_a_few_times(run):
     assert any('SET "step_count"' in sql for sql in prepared())
     run.refresh_from_db()
     assert (run.step_count, run.model_calls) == (threshold, threshold)
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_prepared_in_a_failed_pipeline_runs_again_afterwards(run):
+    # A pipeline whose first statement fails once the second is queued: the server
+    # skips the second, which psycopg prepares there (the run after its threshold)
+    # and then counts as prepared. Its next run named a statement the server never
+    # made ("prepared statement _pg3_1 does not exist"), until the connection's
+    # prepared statements are dropped after a failed pipeline.
+    threshold = connection.connection.prepare_threshold
+    for i in range(threshold):  # prepared on its next run, once it ran this many times
+        with write_transaction():
+            hot.update_where(Run, {"step_count": i}, where={"id": run.pk})
+    with pytest.raises(DataError), write_transaction():
+        # Fails after 0.2 s: the update is queued behind it by then.
+        execute(Statement("SELECT 1 / 0 FROM pg_sleep(0.2)", [], is_select=True))
+        hot.update_where(Run, {"step_count": 41}, where={"id": run.pk})
+
+    with write_transaction():
+        hot.update_where(Run, {"step_count": 42}, where={"id": run.pk})
+
+    run.refresh_from_db()
+    assert run.step_count == 42
 
 
 @postgresql_only

@@ -166,8 +166,17 @@ def _send_pipelined(statements: list[Statement]) -> None:
             _as_one_query(statements, send)
     except DatabaseError as exc:
         if savepoint is not None and pg.info.transaction_status == TransactionStatus.INERROR:
+            # A ROLLBACK also makes psycopg forget what it prepared (see below).
             with connection.wrap_database_errors:
                 pg.execute(f"ROLLBACK TO SAVEPOINT {savepoint}; RELEASE SAVEPOINT {savepoint}")
+        elif savepoint is None and pg.info.transaction_status == TransactionStatus.IDLE:
+            # psycopg counts a statement as prepared from the moment it sends it, and
+            # the server skips what follows the failed statement of a pipeline: a
+            # statement due to be prepared there would be named next time, and not
+            # exist (psycopg 3.3). Dropping the connection's prepared statements puts
+            # both sides back in step; the hot statements are prepared again.
+            with connection.wrap_database_errors:
+                pg.execute("DEALLOCATE ALL")
         failed = _failed_statement(exc)
         if failed is None:
             raise
