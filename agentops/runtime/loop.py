@@ -232,9 +232,12 @@ class Runner:
         self.worker = worker
         self.ticket = run.ticket
         self._ctx: ToolContext | None = None
-        # A read-only tool's answer waits for the next write of the run (see _answer).
+        # A read-only tool's answer, and a model step that asked for tools, wait for the
+        # next write of the run (see _answer and _defer_step), with the step's spend.
         self._pending_fields: dict = {}
         self._pending_spans: list[Span] = []
+        self._pending_spend = Decimal(0)
+        self._step_unsaved = False
         # Validation spans of the run (see _corrections): read once, then counted as written.
         self._corrections: int | None = None
         self._counted: set[str] = set()
@@ -398,6 +401,11 @@ class Runner:
             )
         model = run.model or settings.AGENT_MODEL
         step = run.model_calls + 1
+        if self._step_unsaved:
+            # The previous step is written before this call is made: a crash during the
+            # call repeats this call only, never one that was already answered.
+            with self._transaction():
+                self._save()
         stopped = self._budget_or_corrections(step=step, model=model)
         if stopped is not None:
             return stopped
@@ -474,25 +482,39 @@ class Runner:
         ends = reviewed.refusal or (
             not follow_up and not any(b.get("type") == "tool_use" for b in reviewed.content)
         )
+        if not ends:
+            self._defer_step(advanced, span=span, cost=cost)
+            return None
         with self._transaction():
             # One INSERT for this span and those of a deferred answer (see _answer).
             self._pending_spans.append(span)
-            if ends:
-                # The step's fields go out with the end's, in one UPDATE (see _end).
-                self._pending_fields.update(advanced)
-                for name, value in advanced.items():
-                    setattr(run, name, value)
-            else:
-                self._save(**advanced)
+            # The step's fields go out with the end's, in one UPDATE (see _end).
+            self._pending_fields.update(advanced)
+            for name, value in advanced.items():
+                setattr(run, name, value)
             spend_record(cost=cost)
             if reviewed.refusal:
                 return self._end(
                     Run.Status.ESCALATED,
                     f"The model refused to continue: {reviewed.text or '(no text)'}"[:1000],
                 )
-            if ends:
-                return self.finish()
-        return None
+            return self.finish()
+
+    def _defer_step(self, fields: dict, *, span: Span, cost: Decimal) -> None:
+        """Keep a model step that asked for tools for the run's next write.
+
+        That write comes before anything the step asked for happens outside the run: a
+        side effect's ledger row is written with it, as is an approval's proposal, or
+        a tool's answer; at the latest, it is made before the next model call. A crash
+        before it repeats this step's call, as a crash during the call would: what the
+        call cost is recorded with the step, in that write.
+        """
+        for name, value in fields.items():
+            setattr(self.run, name, value)
+        self._pending_fields.update(fields)
+        self._pending_spans.append(span)
+        self._pending_spend += cost
+        self._step_unsaved = True
 
     @property
     def _spends(self) -> bool:
@@ -1344,7 +1366,12 @@ class Runner:
         inserted meanwhile, a lost lease), what the block took from the pending
         answer (see _answer) is put back, for a retry to write it.
         """
-        fields, spans = dict(self._pending_fields), list(self._pending_spans)
+        kept = (
+            dict(self._pending_fields),
+            list(self._pending_spans),
+            self._pending_spend,
+            self._step_unsaved,
+        )
         try:
             with write_transaction():
                 yield
@@ -1353,11 +1380,21 @@ class Runner:
                     day_spend_read(on_read=self._day_spend_saw)
                 self._day_spend_wanted = False
         except BaseException:
-            self._pending_fields, self._pending_spans = fields, spans
+            (
+                self._pending_fields,
+                self._pending_spans,
+                self._pending_spend,
+                self._step_unsaved,
+            ) = kept
             raise
 
     def _flush_pending_spans(self) -> list[Span]:
+        """The pending spans, to store in the open transaction, which also records the
+        spend of a deferred model step (see _defer_step): the step is written now."""
         spans, self._pending_spans = self._pending_spans, []
+        if self._pending_spend:
+            spend_record(cost=self._pending_spend)
+        self._pending_spend, self._step_unsaved = Decimal(0), False
         return spans
 
     def _park(self, spans: list[Span]) -> None:

@@ -18,10 +18,12 @@ from traces.models import Span
 
 pytestmark = pytest.mark.django_db
 
-# claim · triage · 4 model steps (the lookup's answer rides with the second, the
-# finish with the last) · per side effect: ledger row + started span, then the
-# outcome · the simulated provider's refund and the shop's record of it.
-WRITE_TRANSACTIONS = 12
+# claim · triage · the first model step with the lookup's answer, before the second
+# call · per side effect: the model step that asked for it with its ledger row and
+# started span, then the outcome · the last model step with the finish · the
+# simulated provider's refund and the shop's record of it. (12 before a model step
+# that asks for a side effect was written with its ledger row.)
+WRITE_TRANSACTIONS = 10
 # Every SQL statement but BEGIN, COMMIT and savepoints, in a worker past its first
 # ticket. The admin's tables (autonomy share, routes, model prices, the current
 # prompt version, risk policies) are kept per process: a task takes one config token
@@ -37,17 +39,20 @@ WRITE_TRANSACTIONS = 12
 # INSERT ... SELECT ... ON CONFLICT. The claim is one statement on PostgreSQL (the
 # UPDATE reads the run back), two on SQLite. The daily budget's spend is read by the
 # claim and then by each transaction that saves the run, last (6 reads, 4 of them
-# used by a model call's check), instead of by each check (5 reads).
+# used by a model call's check), instead of by each check (5 reads). A model step
+# that asks for a side effect is saved by the ledger row's transaction, in its UPDATE
+# of the run (which fences the lease) and its INSERT of spans.
 # 84 with BEGIN/COMMIT before issue 8's second round, 63 before the config token, 58
 # before the writes of a transaction went out together, 38 before issue 8's fifth.
-STATEMENTS = 38
+STATEMENTS = 36
 # Queries sent to PostgreSQL: the writes of each of the run's transactions go out in
 # one pipeline, one round trip (agentops.db.batch), BEGIN and COMMIT included, and
 # so does the provider's refund (4 round trips before issue 8's fifth round); the
 # claim reads the run back in its UPDATE (a SELECT of its own before), and the day's
-# spend comes with the claim and the run's saves (5 reads of their own before).
-# SQLite takes its statements one at a time.
-ROUND_TRIPS = 17
+# spend comes with the claim and the run's saves (5 reads of their own before), and
+# a model step that asks for a side effect goes out with its ledger row. SQLite takes
+# its statements one at a time.
+ROUND_TRIPS = 15
 COLD_STATEMENTS = STATEMENTS + 5
 
 
@@ -70,7 +75,7 @@ def _run_counted(run) -> tuple[str, list[dict]]:
     return status, queries.captured_queries
 
 
-def test_the_standard_ticket_takes_twelve_write_transactions(standard_ticket):
+def test_the_standard_ticket_takes_ten_write_transactions(standard_ticket):
     status, queries = _run_counted(standard_ticket)
 
     assert status == Run.Status.RESOLVED
@@ -152,6 +157,31 @@ def test_the_model_spans_hold_each_message_of_the_conversation_once(standard_tic
         rebuilt += span.input["messages"]
         rebuilt.append({"role": "assistant", "content": span.output["content"]})
     assert rebuilt == run.messages
+
+
+def test_every_model_step_is_saved_before_the_next_call_is_made(standard_ticket, monkeypatch):
+    """A step that asks for tools waits for the run's next write (the ledger row's, for
+    a side effect), but never past the next model call: a crash repeats one call."""
+    from agentops.runtime import loop
+
+    saved_at_call = []
+    real = loop.get_model_client
+
+    def client_that_looks(model):
+        client = real(model)
+
+        class Looking:
+            def create(self, **kwargs):
+                run = Run.objects.get(pk=standard_ticket.pk)
+                saved_at_call.append((run.model_calls, run.spans.filter(kind="model").count()))
+                return client.create(**kwargs)
+
+        return Looking()
+
+    monkeypatch.setattr(loop, "get_model_client", client_that_looks)
+    assert run_advance(run_id=standard_ticket.pk, worker="hot-path") == Run.Status.RESOLVED
+
+    assert saved_at_call == [(0, 0), (1, 1), (2, 2), (3, 3)]
 
 
 def test_a_key_inserted_between_the_ledger_read_and_insert_is_read_again(
