@@ -40,6 +40,7 @@ def test_it_prints_throughput_latency_writes_and_memory_against_the_floor(capsys
         "statements (no BEGIN/COMMIT)",
         "write transactions",
         "enqueue -> resolved",
+        "enqueue -> claimed",
         "worker RSS",
     ):
         assert figure in out

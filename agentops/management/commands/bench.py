@@ -101,8 +101,13 @@ class Command(BaseCommand):
         ]:
             out(f"{label:32}{counted['agentops'][key]:>12}{counted['floor'][key]:>12}")
         out(
-            f"enqueue -> resolved, one at a time ({len(latencies)} tickets): "
-            f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms"
+            f"enqueue -> resolved, one at a time ({len(latencies.total)} tickets): "
+            f"p50 {percentile(latencies.total, 50):.1f} ms, "
+            f"p99 {percentile(latencies.total, 99):.1f} ms"
+        )
+        out(
+            f"  of which enqueue -> claimed p50 {percentile(latencies.to_claim, 50):.1f} ms, "
+            f"claimed -> resolved p50 {percentile(latencies.running, 50):.1f} ms"
         )
         growth = (sum(rss_after) - sum(rss_before)) / sum(rss_before) * 100
         out(
