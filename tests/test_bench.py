@@ -6,6 +6,15 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from agentops.bench.runner import write_transactions
+from agentops.bench.where import (
+    OURS,
+    PARENT,
+    POOL,
+    SERVER,
+    Clocks,
+    wal_by_table,
+    walinspect_enable,
+)
 
 
 def _real_services() -> bool:
@@ -42,8 +51,49 @@ def test_it_prints_throughput_latency_writes_and_memory_against_the_floor(capsys
         "enqueue -> resolved",
         "enqueue -> claimed",
         "worker RSS",
+        "CPU per ticket",
+        "worker pool processes",
+        "PostgreSQL, all its processes",
     ):
         assert figure in out
+    if walinspect_enable() is None:
+        wal = out.split("WAL bytes per ticket by table")[1]
+        assert "traces_span" in wal and "agentops_run" in wal
+    else:
+        assert "WAL per ticket by table: unavailable" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_wal_of_a_write_is_put_on_its_table_and_its_indexes():
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_walinspect is PostgreSQL's")
+    if (missing := walinspect_enable()) is not None:
+        pytest.skip(missing)
+    from agentops.models import Ticket
+
+    def position() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_wal_lsn()::text")
+            return cursor.fetchone()[0]
+
+    start = position()
+    Ticket.objects.bulk_create(
+        [Ticket(customer_email=f"wal{i}@example.com", subject="s", body="b") for i in range(50)]
+    )
+    tables = {t.table: t for t in wal_by_table(start, position())}
+    assert tables["agentops_ticket"].heap > 50 * 40  # fifty rows of the table
+    assert tables["agentops_ticket"].indexes > 0  # its primary key and code, at least
+
+
+def test_clocks_count_a_new_process_from_zero_and_hidden_backends_as_unknown():
+    before = Clocks({POOL: {1: 2.0}, PARENT: {9: 1.0}, SERVER: {}, OURS: {}}, True)
+    after = Clocks({POOL: {1: 2.5, 2: 0.25}, PARENT: {9: 1.5}, SERVER: {7: 3.0}, OURS: {}}, True)
+    assert after.minus(before) == {POOL: 0.75, PARENT: 0.5, SERVER: 3.0, OURS: 0}
+
+    remote = Clocks({POOL: {1: 3.0}, PARENT: {9: 1.0}, SERVER: {}, OURS: {}}, False)
+    spent = remote.minus(before)
+    assert spent[POOL] == 1.0
+    assert spent[SERVER] is None and spent[OURS] is None
 
 
 def _queries(*sql: str) -> list[dict]:

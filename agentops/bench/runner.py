@@ -28,6 +28,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
 from agentops.bench.floor import TABLE, bench_floor_ticket
+from agentops.bench.where import Clocks
 from agentops.db.batch import is_write_transaction, statements_in
 from agentops.models import Run, Ticket
 from agentops.services import new_trace_id
@@ -184,6 +185,9 @@ class Workers:
                     sizes.append(int(line.split()[1]))
         return sizes
 
+    def clocks(self) -> Clocks:
+        return Clocks.read(parent=self.process.pid, pool=self.children())
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
@@ -258,7 +262,7 @@ def measure_agentops(count: int, *, workers: Workers) -> dict:
     queue = _round_queue()
     for run_id in run_ids:
         advance_run.apply_async((run_id,), queue=queue)
-    before = DbCounters.read()
+    before, clocks = DbCounters.read(), workers.clocks()
     started = timezone.now()
     workers.consume(queue)
     unfinished = Run.objects.filter(pk__in=run_ids).exclude(status__in=Run.FINAL_STATUSES)
@@ -270,17 +274,11 @@ def measure_agentops(count: int, *, workers: Workers) -> dict:
     )
     workers.stop_consuming(queue)
     finished = Run.objects.filter(pk__in=run_ids).aggregate(last=Max("finished_at"))["last"]
-    after = DbCounters.read()
+    after, cpu = DbCounters.read(), workers.clocks().minus(clocks)
     not_resolved = Run.objects.filter(pk__in=run_ids).exclude(status=Run.Status.RESOLVED).count()
     if not_resolved:
         raise RuntimeError(f"{not_resolved} benchmark runs did not resolve")
-    seconds = (finished - started).total_seconds()
-    return {
-        "tickets": count,
-        "seconds": seconds,
-        "per_second": count / seconds,
-        **{k: v / count for k, v in after.minus(before).items()},
-    }
+    return _round(count, (finished - started).total_seconds(), before, after, cpu)
 
 
 def measure_floor(count: int, *, workers: Workers) -> dict:
@@ -288,7 +286,7 @@ def measure_floor(count: int, *, workers: Workers) -> dict:
     queue = _round_queue()
     for i in range(count):
         bench_floor_ticket.apply_async((base + i,), queue=queue)
-    before = DbCounters.read()
+    before, clocks = DbCounters.read(), workers.clocks()
     started = timezone.now()
     workers.consume(queue)
 
@@ -309,13 +307,20 @@ def measure_floor(count: int, *, workers: Workers) -> dict:
             [base, base + count],
         )
         finished = cursor.fetchone()[0]
-    after = DbCounters.read()
-    seconds = (finished - started).total_seconds()
+    after, cpu = DbCounters.read(), workers.clocks().minus(clocks)
+    return _round(count, (finished - started).total_seconds(), before, after, cpu)
+
+
+def _round(count: int, seconds: float, before: DbCounters, after: DbCounters, cpu: dict) -> dict:
+    """A round's figures per ticket, and the WAL positions it ran between."""
     return {
         "tickets": count,
         "seconds": seconds,
         "per_second": count / seconds,
         **{k: v / count for k, v in after.minus(before).items()},
+        # CPU milliseconds a ticket by process group (see agentops.bench.where).
+        "cpu_ms": {g: None if s is None else s * 1000 / count for g, s in cpu.items()},
+        "wal_between": (before.wal_lsn, after.wal_lsn),
     }
 
 

@@ -6,7 +6,7 @@ import platform
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from agentops.bench.floor import floor_table_create
 from agentops.bench.runner import (
@@ -18,6 +18,7 @@ from agentops.bench.runner import (
     one_ticket_counted,
     percentile,
 )
+from agentops.bench.where import CPU_GROUPS, wal_by_table, walinspect_enable
 
 
 class Command(BaseCommand):
@@ -45,6 +46,7 @@ class Command(BaseCommand):
         if settings.CELERY_BROKER_URL.startswith("filesystem"):
             raise CommandError("The benchmark needs a real broker: set CELERY_BROKER_URL.")
         floor_table_create()
+        walinspect_missing = walinspect_enable()
         workers = Workers(processes=processes, env={})
         out = self.stdout.write
         out(
@@ -70,6 +72,8 @@ class Command(BaseCommand):
                     f"  round {n}: agentops {ours[-1]['per_second']:.1f}/s, "
                     f"floor {floor[-1]['per_second']:.1f}/s"
                 )
+            # Read before more tickets go through: checkpoints recycle old WAL.
+            wal_tables, wal_missing = _wal_tables(ours[-1], walinspect_missing)
             latencies = measure_latency(latency_tickets, queue=workers.queue)
             watched = rounds * tickets + latency_tickets
             while watched < rss_tickets:
@@ -109,11 +113,45 @@ class Command(BaseCommand):
             f"  of which enqueue -> claimed p50 {percentile(latencies.to_claim, 50):.1f} ms, "
             f"claimed -> resolved p50 {percentile(latencies.running, 50):.1f} ms"
         )
+        out("CPU per ticket, ms (last round, process clocks):")
+        for group in CPU_GROUPS:
+            ours_ms, floor_ms = ours[-1]["cpu_ms"][group], floor[-1]["cpu_ms"][group]
+            out(f"  {group:34}{_ms(ours_ms):>8}{_ms(floor_ms):>12}")
+        if wal_tables is None:
+            out(f"WAL per ticket by table: unavailable ({wal_missing})")
+        else:
+            out("WAL bytes per ticket by table, indexes and TOAST included (last round):")
+            for table in wal_tables[:WAL_TABLES_SHOWN]:
+                out(
+                    f"  {table.table:40}{table.total / tickets:>8.0f}  "
+                    f"(heap {table.heap / tickets:.0f}, indexes {table.indexes / tickets:.0f}, "
+                    f"of which full pages {table.full_pages / tickets:.0f})"
+                )
+            rest = sum(t.total for t in wal_tables[WAL_TABLES_SHOWN:])
+            if rest:
+                out(f"  {'the other tables':40}{rest / tickets:>8.0f}")
         growth = (sum(rss_after) - sum(rss_before)) / sum(rss_before) * 100
         out(
             f"worker RSS (KiB per process) over {watched} agentops tickets after the warm-up "
             f"(floor tasks too): before {rss_before}, after {rss_after} ({growth:+.1f}%)"
         )
+
+
+WAL_TABLES_SHOWN = 8
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _wal_tables(last_round: dict, missing: str | None):
+    """The last round's WAL by table, or None and why not."""
+    if missing:
+        return None, missing
+    try:
+        return wal_by_table(*last_round["wal_between"]), None
+    except DatabaseError as exc:
+        return None, str(exc).strip().splitlines()[0]
 
 
 def _cpus() -> int:
