@@ -6,10 +6,11 @@ work on. Both breakdowns are read around one round, on the same machine:
 
 - CPU: the clocks (user + system) of the worker's pool processes, of its Celery
   parent, and of the PostgreSQL server, from /proc. The server's figure is all of
-  its processes (backends, WAL writer, autovacuum), those that exited during the
-  round included (their time is added to the postmaster's once it has reaped
-  them: a worker's connection is replaced after CONN_MAX_AGE). Only when
-  PostgreSQL runs on this host; otherwise there is no server figure.
+  its processes (backends, checkpointer, WAL writer, autovacuum where it runs),
+  those that exited during the round included (their time is added to the
+  postmaster's once it has reaped them: a worker's connection is replaced after
+  CONN_MAX_AGE). Only when PostgreSQL runs on this host; otherwise there is no
+  server figure.
 - WAL: the records between the round's two WAL positions, by the table they
   change (its indexes and TOAST counted with it), from pg_walinspect
   (PostgreSQL 15+, a superuser to create the extension). Only this database's
