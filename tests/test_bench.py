@@ -51,6 +51,7 @@ def test_it_prints_throughput_latency_writes_and_memory_against_the_floor(capsys
         "enqueue -> resolved",
         "enqueue -> claimed",
         "worker RSS",
+        "database before the run:",
         "CPU per ticket",
         "worker pool processes",
         "PostgreSQL, all its processes",

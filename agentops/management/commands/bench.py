@@ -59,6 +59,7 @@ class Command(BaseCommand):
             f"workload: {tickets} tickets x {rounds} rounds (median quoted), warm-up {warmup}, "
             f"{processes} worker processes"
         )
+        out(_database_state())
         workers.start()
         try:
             measure_agentops(warmup, workers=workers)
@@ -138,6 +139,23 @@ class Command(BaseCommand):
 
 
 WAL_TABLES_SHOWN = 8
+
+
+def _database_state() -> str:
+    """How much the database already holds: PostgreSQL's CPU and WAL a ticket grow with
+    it (and this machine's server never vacuums), so runs compare on similar sizes."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM agentops_run), "
+            "pg_total_relation_size('agentops_run'), pg_total_relation_size('traces_span'), "
+            "current_setting('autovacuum')"
+        )
+        runs, run_bytes, span_bytes, autovacuum = cursor.fetchone()
+    mib = 1024 * 1024
+    return (
+        f"database before the run: {runs} runs; runs {run_bytes / mib:.0f} MiB, "
+        f"spans {span_bytes / mib:.0f} MiB with their indexes; autovacuum {autovacuum}"
+    )
 
 
 def _ms(value: float | None) -> str:
