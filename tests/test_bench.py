@@ -1,11 +1,16 @@
 """The benchmark command: it refuses what it cannot measure, and prints every figure."""
 
+import os
+import time
+from pathlib import Path
+
+import psycopg
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from agentops.bench.runner import write_transactions
+from agentops.bench.runner import database_url, write_transactions
 from agentops.bench.where import (
     OURS,
     PARENT,
@@ -84,6 +89,29 @@ def test_the_wal_of_a_write_is_put_on_its_table_and_its_indexes():
     tables = {t.table: t for t in wal_by_table(start, position())}
     assert tables["agentops_ticket"].heap > 50 * 40  # fifty rows of the table
     assert tables["agentops_ticket"].indexes > 0  # its primary key and code, at least
+
+
+@pytest.mark.django_db
+def test_the_server_clock_counts_a_backend_that_exited_during_the_round():
+    """A worker's connection replaced mid-round (CONN_MAX_AGE) still counts: its time is
+    in the postmaster's reaped-children clocks once it has exited."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the server clock is PostgreSQL's")
+    before = Clocks.read(parent=os.getpid(), pool=[])
+    if not before.server_seen:
+        pytest.skip("PostgreSQL's processes are not on this host")
+    other = psycopg.connect(database_url().replace("postgres://", "postgresql://", 1))
+    (pid,) = other.execute("SELECT pg_backend_pid()").fetchone()
+    other.execute("SELECT sum(i) FROM generate_series(1, 8000000) AS i").fetchone()
+    other.close()
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the postmaster has reaped it (a zombie is still listed)
+    assert not Path(f"/proc/{pid}").exists()
+    spent = Clocks.read(parent=os.getpid(), pool=[]).minus(before)
+
+    assert spent[SERVER] >= 0.2  # the exited backend's sum, a few tenths of a second
+    assert spent[OURS] < 0.1  # ours only read the clock
 
 
 def test_clocks_count_a_new_process_from_zero_and_hidden_backends_as_unknown():

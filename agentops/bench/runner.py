@@ -28,7 +28,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
 from agentops.bench.floor import TABLE, bench_floor_ticket
-from agentops.bench.where import Clocks
+from agentops.bench.where import Clocks, children_of
 from agentops.db.batch import is_write_transaction, statements_in
 from agentops.models import Run, Ticket
 from agentops.services import new_trace_id
@@ -171,11 +171,7 @@ class Workers:
         app.control.cancel_consumer(queue, destination=[self.node], reply=True, timeout=5)
 
     def children(self) -> list[int]:
-        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        try:
-            return [int(p) for p in path.read_text().split()]
-        except FileNotFoundError:
-            return []
+        return children_of(self.process.pid)
 
     def rss_kib(self) -> list[int]:
         sizes = []

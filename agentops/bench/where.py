@@ -59,7 +59,8 @@ def _cpu_seconds(pid: int, *, reaped_children: bool = False) -> float | None:
     return ticks / CLOCK_TICKS
 
 
-def _children(pid: int) -> list[int]:
+def children_of(pid: int) -> list[int]:
+    """The pids of a process's children (none once it has exited)."""
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
@@ -80,7 +81,7 @@ def _server_seconds() -> tuple[dict[int, float], dict[int, float]]:
         return {}, {}
     postmaster = int(_stat(ours)[1])  # a backend's parent
     seconds = {postmaster: _cpu_seconds(postmaster, reaped_children=True) or 0.0}
-    for pid in _children(postmaster):
+    for pid in children_of(postmaster):
         if (spent := _cpu_seconds(pid)) is not None:
             seconds[pid] = spent
     return seconds, {ours: seconds.get(ours, 0.0)}
