@@ -1,3 +1,5 @@
+import json
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -45,7 +47,7 @@ class RunAdmin(admin.ModelAdmin):
         "run_page",
         "code",
         "trace_id",
-        "messages",
+        "conversation",
         "tool_results",
         "triage",
         "step_count",
@@ -72,6 +74,11 @@ class RunAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # runs are created by intake, with their ticket
+
+    @admin.display(description="Messages")
+    def conversation(self, obj: Run) -> str:
+        """The conversation's turns, as JSON (they are rows of their own, not a field)."""
+        return format_html("<pre>{}</pre>", json.dumps(obj.messages, indent=2))
 
     @admin.display(description="Run page")
     def run_page(self, obj: Run) -> str:

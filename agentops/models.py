@@ -2,8 +2,9 @@
 
 import hashlib
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from agentops.ids import uuid7
@@ -90,10 +91,9 @@ class Run(models.Model):
     model = models.CharField(max_length=100, blank=True)
     trace_id = models.CharField(max_length=32, default="", editable=False)
 
-    # The conversation in Messages API shape. `messages` holds every completed
-    # turn; `tool_results` holds the answers already given to the last assistant
-    # turn's tool calls, so a resumed run never executes a call twice.
-    messages = models.JSONField(default=list, blank=True)
+    # The conversation in Messages API shape is kept as the run's turns (see Turn and
+    # `messages` below); `tool_results` holds the answers already given to the last
+    # assistant turn's tool calls, so a resumed run never executes a call twice.
     tool_results = models.JSONField(default=list, blank=True)
     triage = models.JSONField(default=dict, blank=True)
 
@@ -194,6 +194,22 @@ class Run(models.Model):
     def __str__(self) -> str:
         return f"Run {self.code} ({self.status})"
 
+    def save(self, *args, **kwargs) -> None:
+        # Only a conversation set or read on this instance can have turns to write.
+        if "_conversation" not in self.__dict__ or len(self.messages) == self.turns_written:
+            super().save(*args, **kwargs)
+            return
+        with transaction.atomic(using=kwargs.get("using")):
+            super().save(*args, **kwargs)
+            Turn.objects.bulk_create(self.turns_unwritten())
+
+    def refresh_from_db(self, using=None, fields=None, from_queryset=None) -> None:
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+        if fields is None:
+            # Read again when next asked for, as the fields were.
+            self.__dict__.pop("_conversation", None)
+            self.__dict__.pop("_turns_written", None)
+
     @property
     def is_final(self) -> bool:
         return self.status in self.FINAL_STATUSES
@@ -203,6 +219,98 @@ class Run(models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+    # --- the conversation ----------------------------------------------------------
+    # Read from the run's turns once per instance (or from prefetch_related("turns")),
+    # and only ever extended: a run's conversation grows by whole turns, each written
+    # once (see Turn). Setting `messages` keeps the new turns in memory; save() writes
+    # them, and the agent loop writes them with the step that made them (turns_unwritten).
+
+    @property
+    def messages(self) -> list[dict]:
+        """Every completed turn of the conversation, in order."""
+        if "_conversation" not in self.__dict__:
+            self.conversation_loaded(self._turns_read())
+        return self.__dict__["_conversation"]
+
+    @messages.setter
+    def messages(self, value: list[dict]) -> None:
+        written = self.turns_written
+        if len(value) < written:
+            raise ValueError(
+                f"A run's conversation only grows: {written} turns are saved, {len(value)} given."
+            )
+        self.__dict__["_conversation"] = list(value)
+
+    @property
+    def turns_written(self) -> int:
+        """How many turns of the conversation are in the database."""
+        if "_turns_written" not in self.__dict__:
+            self.conversation_loaded(self._turns_read())
+        return self.__dict__["_turns_written"]
+
+    @turns_written.setter
+    def turns_written(self, count: int) -> None:
+        self.__dict__["_turns_written"] = count
+
+    def conversation_loaded(self, messages: list[dict] | None) -> None:
+        """The conversation as the database holds it, read with the run (see
+        conversation_column): no query of its own."""
+        self.__dict__["_conversation"] = list(messages or [])
+        self.__dict__["_turns_written"] = len(self.__dict__["_conversation"])
+
+    def turns_unwritten(self) -> list["Turn"]:
+        """The turns of the conversation not in the database yet, to insert; they count
+        as written from now on (a caller whose write fails sets turns_written back)."""
+        new = [
+            Turn(run=self, seq=seq, message=message)
+            for seq, message in enumerate(self.messages[self.turns_written :], self.turns_written)
+        ]
+        self.turns_written = len(self.messages)
+        return new
+
+    def _turns_read(self) -> list[dict]:
+        if self.pk is None:
+            return []
+        prefetched = getattr(self, "_prefetched_objects_cache", {}).get("turns")
+        turns = (
+            sorted(prefetched, key=lambda t: t.seq)
+            if prefetched is not None
+            else Turn.objects.filter(run_id=self.pk).order_by("seq")
+        )
+        return [t.message for t in turns]
+
+
+class Turn(models.Model):
+    """One message of a run's conversation, written once, in the step that made it.
+
+    The conversation used to be a column of the run, and each of a ticket's updates of
+    its run row wrote the whole growing history into the WAL again (issue 8: 13.5 KB
+    a ticket for the run table alone). A turn is inserted once and never updated.
+    """
+
+    pk = models.CompositePrimaryKey("run_id", "seq")
+    # The primary key's index leads with the run: it serves run.turns and the cascade.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="turns", db_index=False)
+    seq = models.PositiveIntegerField()
+    message = models.JSONField()
+
+    class Meta:
+        ordering = ["run", "seq"]
+
+    def __str__(self) -> str:
+        return f"Turn {self.seq} of run {self.run_id}"
+
+
+def conversation_column() -> RawSQL:
+    """A run's conversation as a column of a query of runs (the claim): on PostgreSQL one
+    JSON array of its turns, NULL for none. Its run is the query's agentops_run row."""
+    run, turn = Run._meta.db_table, Turn._meta.db_table
+    return RawSQL(  # noqa: S611 - identifiers from model metadata, no values
+        f"SELECT jsonb_agg(message ORDER BY seq) FROM {turn} WHERE run_id = {run}.id",  # noqa: S608
+        [],
+        output_field=models.JSONField(),
+    )
 
 
 class Effect(models.Model):

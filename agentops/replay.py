@@ -27,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agentops import services
-from agentops.models import PromptVersion, Run
+from agentops.models import PromptVersion, Run, Turn
 from agentops.runtime.replaying import signature
 from agentops.runtime.tools import TOOLS
 from traces.models import Span
@@ -243,8 +243,10 @@ def _copy_prefix(*, original: Run, fork: Run, step: int) -> None:
     assistants = [i for i, m in enumerate(original.messages) if m.get("role") == "assistant"]
     cut = assistants[step - 1]
     prefix = original.messages[:cut]
+    Turn.objects.bulk_create(
+        Turn(run=fork, seq=seq, message=message) for seq, message in enumerate(prefix)
+    )
     Run.objects.filter(pk=fork.pk).update(
-        messages=prefix,
         tool_results=[],
         triage=original.triage,
         model_calls=step - 1,

@@ -35,8 +35,8 @@ def run_get_for_api(*, code: str | uuid.UUID) -> Run | None:
         return None
     return (
         Run.objects.select_related("ticket")
-        # The conversation can be long and the API does not show it.
-        .defer("messages", "tool_results", "ticket__body")
+        # The API does not show the conversation (its turns are not read either).
+        .defer("tool_results", "ticket__body")
         .prefetch_related(
             Prefetch(
                 "spans",

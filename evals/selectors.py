@@ -122,7 +122,9 @@ class ShadowSummary:
 
 def shadow_summary(*, limit: int = 500) -> ShadowSummary:
     """The latest shadow runs against their production runs: how often they decide alike."""
-    links = ShadowRun.objects.select_related("production__ticket", "shadow__prompt_version")[:limit]
+    links = ShadowRun.objects.select_related(
+        "production__ticket", "shadow__prompt_version"
+    ).prefetch_related("production__turns", "shadow__turns")[:limit]
     compared = agreed = pending = 0
     differing = []
     candidates: dict[tuple[str, str], CandidateAgreement] = {}

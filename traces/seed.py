@@ -47,7 +47,6 @@ RUN_COLUMNS = [
     "status",
     "model",
     "trace_id",
-    "messages",
     "tool_results",
     "triage",
     "step_count",
@@ -305,7 +304,6 @@ def _reserve_ids(table: str, count: int) -> list[int]:
 
 def _copy(table: str, columns: list[str], rows: list[dict]) -> None:
     json_columns = {
-        "messages",
         "tool_results",
         "triage",
         "input",
@@ -379,7 +377,6 @@ def traces_seed(
                 "status": status,
                 "model": model,
                 "trace_id": f"{rng.getrandbits(128):032x}",
-                "messages": [],
                 "tool_results": [],
                 "triage": {},
                 "step_count": 0,

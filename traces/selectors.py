@@ -101,8 +101,8 @@ def run_search(*, filters: RunFilters) -> QuerySet[Run]:
     """Runs matching the filters, unordered, with `elapsed` (finished_at - started_at) annotated."""
     runs: QuerySet[Run] = (
         Run.objects.select_related("ticket")
-        # The conversation can be long; the list never shows it.
-        .defer("messages", "tool_results", "triage", "reply")
+        # The list never shows the conversation (its turns are not read either).
+        .defer("tool_results", "triage", "reply")
     ).annotate(
         # Not `duration`: Run has a property of that name.
         elapsed=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())

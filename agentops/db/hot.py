@@ -36,18 +36,26 @@ def _insert_fields(model: type[models.Model]) -> tuple[models.Field, ...]:
     return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
 
 
+def _generated_pk(model: type[models.Model]) -> bool:
+    """The database makes the primary key (an id column), rather than the values given
+    (a composite key of the model's own columns)."""
+    return model._meta.pk.column is not None
+
+
 @cache
 def _insert_sql(model: type[models.Model], rows: int) -> str:
     fields = _insert_fields(model)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    table, pk = _quote(model._meta.db_table), _quote(model._meta.pk.column)
+    table = _quote(model._meta.db_table)
     columns = ", ".join(_quote(f.column) for f in fields)
     # Identifiers come from model metadata; every value is a parameter.
-    return f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * rows)} RETURNING {pk}"  # noqa: S608
+    sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * rows)}"  # noqa: S608
+    return sql + f" RETURNING {_quote(model._meta.pk.column)}" if _generated_pk(model) else sql
 
 
 def insert_many(objs: list[models.Model]) -> None:
-    """INSERT new instances of one model in one statement; sets their primary keys."""
+    """INSERT new instances of one model in one statement; sets their primary keys (those
+    the database makes: a composite key is the instances' own values)."""
     if not objs:
         return
     model = type(objs[0])
@@ -63,7 +71,8 @@ def insert_many(objs: list[models.Model]) -> None:
             obj._state.adding = False
             obj._state.db = connection.alias
 
-    execute(Statement(_insert_sql(model, len(objs)), params, returned=returned))
+    sql = _insert_sql(model, len(objs))
+    execute(Statement(sql, params, returned=returned if _generated_pk(model) else None))
 
 
 def _shape(where: Mapping[str, object]) -> tuple[tuple[str, int], ...]:
@@ -291,7 +300,10 @@ def _update_and_get_sql(
         return f"{quoted} = COALESCE({quoted}, %s)" if name in unless_set else f"{quoted} = %s"
 
     sets = ", ".join(assignment(n) for n in names)
-    selected = [f"changed.{_quote(f.column)}" for f in meta.concrete_fields]
+    # The changed row goes by the table's name, as in a query of the table: a column's
+    # subquery may refer to it as the ORM's annotate() would have it (see `columns`).
+    table = _quote(meta.db_table)
+    selected = [f"{table}.{_quote(f.column)}" for f in meta.concrete_fields]
     joins = []
     for index, name in enumerate(related):
         field = meta.get_field(name)
@@ -299,14 +311,14 @@ def _update_and_get_sql(
         selected += [f"{alias}.{_quote(f.column)}" for f in other.concrete_fields]
         joins.append(
             f"{'LEFT' if field.null else 'INNER'} JOIN {_quote(other.db_table)} AS {alias} "
-            f"ON {alias}.{_quote(field.target_field.column)} = changed.{_quote(field.column)}"
+            f"ON {alias}.{_quote(field.target_field.column)} = {table}.{_quote(field.column)}"
         )
     selected += [f"({sql})" for sql in columns]
     # Identifiers from model metadata and the caller's SQL; every value is a parameter.
     return (
-        f"WITH changed AS (UPDATE {_quote(meta.db_table)} SET {sets} "  # noqa: S608
+        f"WITH changed AS (UPDATE {table} SET {sets} "  # noqa: S608
         f"WHERE {_conditions(meta, where)} RETURNING *) "
-        f"SELECT {', '.join(selected)} FROM changed {' '.join(joins)}"
+        f"SELECT {', '.join(selected)} FROM changed AS {table} {' '.join(joins)}"
     )
 
 
@@ -321,8 +333,9 @@ def update_and_get(
 ) -> models.Model | None:
     """UPDATE the one row matching every `where` condition (its primary key among them) and
     read it back with the rows of its `related` foreign keys, as select_related()
-    would, and the value of each of `columns` (scalar subqueries, as for annotate())
-    set as an attribute, as the database returns it. None if no row matched.
+    would, and the value of each of `columns` (scalar subqueries, as for annotate(), which
+    may refer to the row by its table's name) set as an attribute, converted as
+    annotate() would. None if no row matched.
 
     One statement on PostgreSQL (the update in a WITH), where the ORM sends an UPDATE
     and then a SELECT; those two elsewhere. Fields in `unless_set` keep the value
@@ -364,6 +377,11 @@ def update_and_get(
             obj, None if values_of_other[pk_index] is None else _instance(other, values_of_other)
         )
         start = end
-    for name, value in zip(columns, row[start:], strict=True):
+    for (name, column), value in zip(columns.items(), row[start:], strict=True):
+        # Converted as annotate() would (a JSON column comes back decoded).
+        for converter in connection.ops.get_db_converters(column) + column.get_db_converters(
+            connection
+        ):
+            value = converter(value, column, connection)
         setattr(obj, name, value)
     return obj

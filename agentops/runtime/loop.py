@@ -21,7 +21,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -31,7 +31,7 @@ from agentops.db import hot
 from agentops.db.batch import write_transaction
 from agentops.integrations.llm import ModelResponse, get_model_client
 from agentops.integrations.payments.codes import customer_meaning
-from agentops.models import Effect, Run
+from agentops.models import Effect, Run, conversation_column
 from agentops.runtime import grounding, ledger
 from agentops.runtime.breaker import OPEN, Verdict, breaker_for, model_downstream
 from agentops.runtime.budget import budget_check, day_spend_column, day_spend_read, spend_record
@@ -165,7 +165,8 @@ def _claim(*, run_id: int, worker: str) -> Run | None:
 
     The same UPDATE stamps started_at on the first claim (one write transaction).
     A queued run is claimed at once, and read back by the same statement with its
-    ticket, prompt and the config token (hot.update_and_get). Only when the run is
+    ticket, prompt, the config token and, on PostgreSQL, its conversation
+    (hot.update_and_get). Only when the run is
     not queued is its lease read first, so that a takeover knows whose lease it took
     (see run_take_over).
     """
@@ -182,9 +183,10 @@ def _claim(*, run_id: int, worker: str) -> Run | None:
         {"id": run_id, "status": Run.Status.QUEUED},
         unless_set=("started_at",),
         related=CLAIMED_WITH,
-        columns={"config_token": config_token_column(), "day_spend": day_spend_column()},
+        columns=_claimed_columns(),
     )
     if run is not None:
+        _conversation_read(run)
         if run.started_at != now:
             # Queued again after it had started (a decided approval): what a dead
             # holder left started, if anything, is marked.
@@ -217,13 +219,25 @@ def _claim(*, run_id: int, worker: str) -> Run | None:
     return run
 
 
+def _claimed_columns() -> dict:
+    """What a claim reads with the run: the config token, today's spend and, on
+    PostgreSQL, the conversation (elsewhere it is read when the run is asked for it)."""
+    columns = {"config_token": config_token_column(), "day_spend": day_spend_column()}
+    if connection.vendor == "postgresql":
+        columns["conversation"] = conversation_column()
+    return columns
+
+
+def _conversation_read(run: Run) -> None:
+    if hasattr(run, "conversation"):
+        run.conversation_loaded(run.conversation)
+
+
 def _claimed(run_id: int) -> Run:
-    """The claimed run with its ticket and prompt, and the config token in the same query."""
-    return (
-        Run.objects.select_related(*CLAIMED_WITH)
-        .annotate(config_token=config_token_column())
-        .get(pk=run_id)
-    )
+    """The claimed run with its ticket and prompt, and _claimed_columns, in one query."""
+    run = Run.objects.select_related(*CLAIMED_WITH).annotate(**_claimed_columns()).get(pk=run_id)
+    _conversation_read(run)
+    return run
 
 
 class Runner:
@@ -1227,15 +1241,16 @@ class Runner:
                 spans=[span],
             )
         span_finish(span, output=output)
-        with transaction.atomic():
+        with self._transaction():
             # A read tool's deferred answer (see _answer) is kept, not read again.
-            released = Run.objects.filter(
-                pk=self.run.pk, lease_owner=self.worker, status=Run.Status.RUNNING
-            ).update(
-                **self._pending_fields, lease_owner="", lease_expires_at=retry_at, updated_at=now
+            self._update_held(
+                {
+                    **self._pending_fields,
+                    "lease_owner": "",
+                    "lease_expires_at": retry_at,
+                    "updated_at": now,
+                }
             )
-            if not released:
-                raise LeaseLost(self.run.pk)
             self._pending_fields = {}
             self._store([*self._flush_pending_spans(), span])
         logger.info("run %s waits for %s until %s", self.run.code, downstream, retry_at)
@@ -1352,8 +1367,18 @@ class Runner:
 
     def _update_held(self, fields: dict) -> None:
         """Write run fields if this worker still holds the run's lease (the fence), else
-        raise LeaseLost and keep nothing of the write transaction."""
+        raise LeaseLost and keep nothing of the write transaction.
+
+        A new conversation (`messages`) is written as its turns not yet written, inserted
+        with the fields.
+        """
+        if "messages" not in fields:
+            hot.update_where(Run, fields, where=self._held(), or_raise=self._lease_lost)
+            return
+        fields = dict(fields)
+        self.run.messages = fields.pop("messages")
         hot.update_where(Run, fields, where=self._held(), or_raise=self._lease_lost)
+        hot.insert_many(self.run.turns_unwritten())
 
     def _lease_lost(self) -> LeaseLost:
         return LeaseLost(self.run.pk)
@@ -1364,13 +1389,15 @@ class Runner:
 
         Its writes go out when the outermost block ends. If they fail (a ledger key
         inserted meanwhile, a lost lease), what the block took from the pending
-        answer (see _answer) is put back, for a retry to write it.
+        answer (see _answer) is put back, for a retry to write it, and so are the
+        conversation's turns it was to write.
         """
         kept = (
             dict(self._pending_fields),
             list(self._pending_spans),
             self._pending_spend,
             self._step_unsaved,
+            self.run.turns_written,
         )
         try:
             with write_transaction():
@@ -1385,6 +1412,7 @@ class Runner:
                 self._pending_spans,
                 self._pending_spend,
                 self._step_unsaved,
+                self.run.turns_written,
             ) = kept
             raise
 

@@ -84,3 +84,27 @@ def test_a_failing_shadow_never_disturbs_production(make_run, monkeypatch):
 
     monkeypatch.setattr("evals.engine.replay", broken)
     assert shadow_after_production(run_id=make_run(messages=refund_conversation()).pk) is None
+
+
+def test_the_shadow_summary_reads_every_conversation_in_a_fixed_number_of_queries(make_run):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from evals.selectors import shadow_summary
+
+    def pair(n: int) -> None:
+        production = make_run(Run.Status.RESOLVED, messages=refund_conversation())
+        shadow = make_run(
+            Run.Status.RESOLVED, mode=Run.Mode.SHADOW, messages=refund_conversation(500 + n)
+        )
+        ShadowRun.objects.create(production=production, shadow=shadow)
+
+    counts = []
+    for pairs in (2, 6):
+        while ShadowRun.objects.count() < pairs:
+            pair(ShadowRun.objects.count())
+        with CaptureQueriesContext(connection) as queries:
+            summary = shadow_summary()
+        assert summary.compared == pairs and summary.agreed == 0
+        counts.append(len(queries))
+    assert counts[0] == counts[1]  # the pairs, then each side's turns: not one per run

@@ -135,7 +135,8 @@ def test_htmx_polls_until_both_runs_have_finished(client, staff_viewer, refund_r
     assert 'hx-trigger="every 2s"' in running.content.decode()
     assert "<html" not in running.content.decode()
 
-    Run.objects.filter(pk=replay.pk).update(status="resolved", messages=refund_conversation(1999))
+    replay.status, replay.messages = "resolved", refund_conversation(1999)
+    replay.save()
     done = client.get(url, headers=HX)
     assert done.status_code == 286  # htmx: stop polling
     assert "every 2s" not in done.content.decode()

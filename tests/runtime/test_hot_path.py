@@ -41,10 +41,14 @@ WRITE_TRANSACTIONS = 10
 # claim and then by each transaction that saves the run, last (6 reads, 4 of them
 # used by a model call's check), instead of by each check (5 reads). A model step
 # that asks for a side effect is saved by the ledger row's transaction, in its UPDATE
-# of the run (which fences the lease) and its INSERT of spans.
+# of the run (which fences the lease) and its INSERT of spans. Each of the 5 saves
+# that extend the conversation (the run's beginning and the 4 model steps) inserts
+# its new turns in an INSERT of its own, in the same round trip; the claim reads
+# the conversation on PostgreSQL, and SQLite in a query of its own (below).
 # 84 with BEGIN/COMMIT before issue 8's second round, 63 before the config token, 58
-# before the writes of a transaction went out together, 38 before issue 8's fifth.
-STATEMENTS = 36
+# before the writes of a transaction went out together, 38 before issue 8's fifth,
+# 36 before the conversation was kept as turns.
+STATEMENTS = 41
 # Queries sent to PostgreSQL: the writes of each of the run's transactions go out in
 # one pipeline, one round trip (agentops.db.batch), BEGIN and COMMIT included, and
 # so does the provider's refund (4 round trips before issue 8's fifth round); the
@@ -54,6 +58,11 @@ STATEMENTS = 36
 # its statements one at a time.
 ROUND_TRIPS = 15
 COLD_STATEMENTS = STATEMENTS + 5
+
+
+def _statements_expected(count: int) -> int:
+    """SQLite's claim reads the conversation in a query of its own (see _claimed_columns)."""
+    return count if connection.vendor == "postgresql" else count + 1
 
 
 @pytest.fixture
@@ -88,7 +97,9 @@ def test_the_standard_ticket_takes_a_fixed_number_of_statements(warm_process, st
     status, queries = _run_counted(standard_ticket)
 
     assert status == Run.Status.RESOLVED
-    assert statements(queries) == STATEMENTS, "\n".join(q["sql"][:120] for q in queries)
+    assert statements(queries) == _statements_expected(STATEMENTS), "\n".join(
+        q["sql"][:120] for q in queries
+    )
     if connection.vendor == "postgresql":
         assert len(queries) == ROUND_TRIPS, "\n".join(q["sql"][:120] for q in queries)
     # The config token comes with the claimed run's row: no read of its own.
@@ -102,7 +113,9 @@ def test_a_process_first_ticket_reads_the_admin_tables(standard_ticket):
     status, queries = _run_counted(standard_ticket)
 
     assert status == Run.Status.RESOLVED
-    assert statements(queries) == COLD_STATEMENTS, "\n".join(q["sql"][:120] for q in queries)
+    assert statements(queries) == _statements_expected(COLD_STATEMENTS), "\n".join(
+        q["sql"][:120] for q in queries
+    )
 
 
 def test_no_query_repeats_per_row_of_history(make_order, submit, standard_ticket):
@@ -115,7 +128,7 @@ def test_no_query_repeats_per_row_of_history(make_order, submit, standard_ticket
     status, queries = _run_counted(standard_ticket)
 
     assert status == Run.Status.RESOLVED
-    assert statements(queries) == STATEMENTS
+    assert statements(queries) == _statements_expected(STATEMENTS)
 
 
 def test_the_fewer_writes_keep_every_safeguard(standard_ticket):
@@ -146,17 +159,23 @@ def test_the_fewer_writes_keep_every_safeguard(standard_ticket):
     assert len(answered) == 3
 
 
-def test_the_model_spans_hold_each_message_of_the_conversation_once(standard_ticket):
-    run_advance(run_id=standard_ticket.pk, worker="hot-path")
-    run = Run.objects.get(pk=standard_ticket.pk)
-
-    # A model span's input is what its call sent new; its output, the model's turn.
+def _conversation_of_spans(run: Run) -> list[dict]:
+    """A model span's input is what its call sent new; its output, the model's turn."""
     rebuilt = []
     for span in run.spans.filter(kind="model").order_by("step"):
         assert all(m["role"] == "user" for m in span.input["messages"])
         rebuilt += span.input["messages"]
         rebuilt.append({"role": "assistant", "content": span.output["content"]})
-    assert rebuilt == run.messages
+    return rebuilt
+
+
+def test_the_model_spans_hold_each_message_of_the_conversation_once(standard_ticket):
+    run_advance(run_id=standard_ticket.pk, worker="hot-path")
+    run = Run.objects.get(pk=standard_ticket.pk)
+
+    assert _conversation_of_spans(run) == run.messages
+    # Each turn is a row, written once, in order.
+    assert list(run.turns.values_list("seq", flat=True)) == list(range(len(run.messages)))
 
 
 def test_every_model_step_is_saved_before_the_next_call_is_made(standard_ticket, monkeypatch):
@@ -231,6 +250,8 @@ def test_a_key_inserted_between_the_ledger_read_and_insert_is_read_again(
     answered = standard_ticket.spans.get(kind="tool", name="issue_refund")
     assert answered.attributes["replayed_from_ledger"] is True
     assert answered.output["refund_id"] == "re_other_run"
+    # The voided transaction's new turns were written by the one run again.
+    assert _conversation_of_spans(standard_ticket) == standard_ticket.messages
 
 
 def test_a_save_right_after_a_renewal_keeps_the_lease_and_a_later_one_renews_it(

@@ -8,7 +8,7 @@ from django.core import mail
 from django.utils import timezone
 
 from agentops.integrations.errors import ProviderRejected, ProviderUnavailable, RateLimited
-from agentops.models import Effect, Run
+from agentops.models import Effect, Run, Turn
 from agentops.runtime import loop
 from agentops.runtime.loop import LeaseLost, Runner, _claim, run_advance
 from agentops.runtime.sweeper import runs_sweep_stale
@@ -264,10 +264,8 @@ def test_a_takeover_records_the_step_the_dead_worker_was_on(make_order, submit):
     run = submit("hello")
     assert _claim(run_id=run.pk, worker="first") is not None
     expired = timezone.now() - timedelta(seconds=1)
-    conversation = [{"role": "user", "content": "hello"}]
-    Run.objects.filter(pk=run.pk).update(
-        lease_expires_at=expired, messages=conversation, model_calls=0
-    )
+    Turn.objects.create(run=run, seq=0, message={"role": "user", "content": "hello"})
+    Run.objects.filter(pk=run.pk).update(lease_expires_at=expired, model_calls=0)
 
     taken = _claim(run_id=run.pk, worker="second")
 

@@ -1,0 +1,38 @@
+"""Migrations that move data: forwards and backwards, nothing lost."""
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+BEFORE_TURNS = [("agentops", "0011_expect_function")]
+TURNS = [("agentops", "0012_turns")]
+
+HELLO = {"role": "user", "content": "My order arrived broken."}
+ANSWER = {"role": "assistant", "content": [{"type": "text", "text": "Sorry — refunded."}]}
+
+
+def _migrate(target) -> MigrationExecutor:
+    executor = MigrationExecutor(connection)
+    executor.migrate(target)
+    return executor
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_conversation_moves_to_turns_and_back():
+    apps = _migrate(BEFORE_TURNS).loader.project_state(BEFORE_TURNS).apps
+    Ticket, Run = apps.get_model("agentops", "Ticket"), apps.get_model("agentops", "Run")
+    ticket = Ticket.objects.create(customer_email="ada@example.com", subject="s", body="b")
+    talked = Run.objects.create(ticket=ticket, messages=[HELLO, ANSWER])
+    silent = Run.objects.create(ticket=ticket, messages=[])
+    try:
+        apps = _migrate(TURNS).loader.project_state(TURNS).apps
+        Turn = apps.get_model("agentops", "Turn")
+        turns = Turn.objects.order_by("run_id", "seq").values_list("run_id", "seq", "message")
+        assert list(turns) == [(talked.pk, 0, HELLO), (talked.pk, 1, ANSWER)]
+
+        apps = _migrate(BEFORE_TURNS).loader.project_state(BEFORE_TURNS).apps
+        Run = apps.get_model("agentops", "Run")
+        assert Run.objects.get(pk=talked.pk).messages == [HELLO, ANSWER]
+        assert Run.objects.get(pk=silent.pk).messages == []
+    finally:
+        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
