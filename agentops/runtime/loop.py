@@ -83,6 +83,8 @@ LEASE_RENEWAL_SLACK = timedelta(seconds=5)
 # the next model call there is at most a tool call of this run.
 DAY_SPEND_FRESH_SECONDS = 0.1
 _NOT_READ = object()
+# A ledger key taken to be new without a read (see Runner._check).
+_ASSUMED_NEW = object()
 # What run_advance returns for a run parked until its downstream may answer again.
 WAITING = "waiting"
 DECIDE_PERMISSION = "approvals.decide_pendingaction"
@@ -255,8 +257,9 @@ class Runner:
         # Validation spans of the run (see _corrections): read once, then counted as written.
         self._corrections: int | None = None
         self._counted: set[str] = set()
-        # Ledger rows read moments before their transaction (see _in_ledger); None: no row.
-        self._ledger_read: dict[str, Effect | None] = {}
+        # Ledger rows read moments before their transaction (see _check); None: no row;
+        # _ASSUMED_NEW: not read, the key taken to be new.
+        self._ledger_read: dict[str, Effect | object | None] = {}
         # Set when this task saw the ledger hold the ticket's reply as sent (see finish).
         self._reply_in_ledger = False
         # Replays, forks and re-runs take responses and results from other sources.
@@ -592,8 +595,8 @@ class Runner:
                 )
             args = tool.schema.model_validate(raw_input)
             resolved = tool.resolve(args, self.ctx)
-            if tool.check is not None and not self._in_ledger(tool, resolved):
-                tool.check(resolved, self.ctx)
+            if tool.check is not None:
+                self._check(tool, resolved)
         except ValidationError as exc:
             errors = _validation_messages(exc)
             span_finish(
@@ -644,16 +647,33 @@ class Runner:
             return self._run_read_tool(tool, tool_use, resolved, validate, step)
         return self._run_side_effect(tool, tool_use, resolved, validate, step, assistant)
 
-    def _in_ledger(self, tool: Tool, resolved: Resolved) -> bool:
-        if tool.idempotency_key is None:
-            return False
-        key = tool.idempotency_key(resolved, self.ctx)
-        if self.replay is not None:
-            return self.replay.in_ledger(key)
-        # Kept for the ledger transaction that follows: it need not read the row again.
-        effect = hot.instance_where(Effect, {"idempotency_key": key})
-        self._ledger_read[key] = effect
-        return effect is not None
+    def _check(self, tool: Tool, resolved: Resolved) -> None:
+        """The tool's check against live data (a refund: no more than is left to refund),
+        unless the ledger already holds the call: a retry of a refund that was made must
+        not be refused as "already refunded"; the ledger answers it.
+
+        The ledger is read only when the check refuses: a key whose check passes is
+        nearly always new, and is taken to be (see _execute_once, which reads the row
+        after all when the insert finds it, or when the breaker would park the run).
+        """
+        key = tool.idempotency_key(resolved, self.ctx) if tool.idempotency_key else None
+        if key is not None and self.replay is not None:
+            if not self.replay.in_ledger(key):
+                tool.check(resolved, self.ctx)
+            return
+        try:
+            tool.check(resolved, self.ctx)
+        except ToolError:
+            if key is None:
+                raise
+            # Kept for the ledger transaction that follows: it need not read the row again.
+            effect = hot.instance_where(Effect, {"idempotency_key": key})
+            self._ledger_read[key] = effect
+            if effect is None:
+                raise
+            return
+        if key is not None:
+            self._ledger_read[key] = _ASSUMED_NEW
 
     def finish(self) -> str:
         """The model ended its turn: resolved only if a grounded reply went out."""
@@ -950,13 +970,23 @@ class Runner:
             )
         downstream = tool.downstream(self.ctx) if tool.downstream else ""
         first = _FirstAdmission(downstream)
-        # The row as read moments ago (a refund's, see _in_ledger). Unread, a key is
-        # taken to be new, as it nearly always is (a reply's: one per ticket), unless
-        # inserting it must first take the downstream breaker's admission.
+        # The row as read moments ago (a refund's whose check refused, see _check). Unread,
+        # a key is taken to be new, as it nearly always is (a reply's: one per ticket; a
+        # refund's whose check passed), unless inserting it must first take the
+        # downstream breaker's admission and nothing says it is new.
         read = self._ledger_read.pop(key, ledger.UNREAD if downstream else None)
+        assumed_new = read is _ASSUMED_NEW
         try:
             effect, created, mismatch, first_attempt = self._ledger_begin(
-                tool, key, resolved, spans, step, first, read
+                tool, key, resolved, spans, step, first, None if assumed_new else read
+            )
+        except Parked:
+            if not assumed_new:
+                raise
+            # The breaker refused a key taken to be new: a row the ledger holds answers
+            # without the downstream, so the run parks only if there is none.
+            effect, created, mismatch, first_attempt = self._ledger_begin(
+                tool, key, resolved, spans, step, first, ledger.UNREAD
             )
         except IntegrityError:
             # The row exists after all (another run's insert landed after our read, or

@@ -372,6 +372,59 @@ def test_a_refund_parked_before_its_first_attempt_counts_no_attempt_and_pays_onc
     assert payments.state == CLOSED
 
 
+def test_a_refund_the_ledger_holds_is_answered_from_it_while_the_breaker_is_open(
+    tight, make_order, submit, monkeypatch
+):
+    """A refund's check passes and its key is taken to be new, unread; if the breaker
+    then refuses the first attempt, the ledger is read after all: a refund it holds
+    (made by an earlier task, the shop's record of it lost) answers, and the run
+    does not wait for the provider."""
+    from agentops.runtime import ledger, loop
+
+    tight.BREAKER_COOL_DOWN_SECONDS = 30
+    payments = breaker_for("payments:simulated")
+    payments.clock = Clock()
+    order = make_order(total_cents=2000)
+    run = submit(f"Please refund {order.order_id}, it broke.")
+    evaluate = loop.policy_evaluate_call
+
+    def made_earlier_and_the_provider_down(*, tool, resolved, run):
+        if tool == "issue_refund":
+            Effect.objects.create(
+                idempotency_key=f"refund:{run.ticket.code}:{order.order_id}",
+                ticket_id=run.ticket_id,
+                run=run,
+                tool=tool,
+                request=resolved.args,
+                request_hash=ledger.request_hash(resolved.args),
+                status=Effect.Status.SUCCEEDED,
+                attempts=1,
+                result={
+                    "status": "succeeded",
+                    "refund_id": "re_earlier",
+                    "order_id": order.order_id,
+                    "amount_cents": 2000,
+                    "currency": "USD",
+                },
+            )
+            _calls(payments, [False, False])
+            assert payments.state == OPEN
+        return evaluate(tool=tool, resolved=resolved, run=run)
+
+    monkeypatch.setattr(loop, "policy_evaluate_call", made_earlier_and_the_provider_down)
+
+    status = run_advance(run_id=run.pk, worker="w1")
+    run.refresh_from_db()
+    assert status == Run.Status.RESOLVED, run.outcome_reason
+
+    answered = run.spans.get(kind="tool", name="issue_refund")
+    assert answered.attributes["replayed_from_ledger"] is True
+    assert answered.output["refund_id"] == "re_earlier"
+    assert not run.spans.filter(name="circuit_open payments:simulated").exists()
+    assert not ProviderRefund.objects.exists()
+    assert Effect.objects.filter(tool="issue_refund").count() == 1
+
+
 def test_a_read_tools_answer_is_kept_when_the_next_model_call_parks(
     tight, scripted, make_order, submit
 ):
