@@ -429,3 +429,27 @@ def test_a_pipeline_runs_inside_the_connections_execute_wrappers_as_one_query(ru
 
     assert len(seen) == 1
     assert statements([{"sql": seen[0]}]) == 3
+
+
+def test_a_batched_statement_gets_postgresqls_own_placeholders():
+    from agentops.db.batch import _numbered
+
+    assert _numbered("UPDATE t SET a = %s, b = %s WHERE c LIKE 'x%%' AND d = %s") == (
+        "UPDATE t SET a = $1, b = $2 WHERE c LIKE 'x%' AND d = $3"
+    )
+    with pytest.raises(ValueError, match="only %s and %% are placeholders"):
+        _numbered("SELECT %(name)s")
+
+
+@postgresql_only
+def test_a_statement_of_many_parameters_is_converted_once_per_text(run):
+    """psycopg's own cursor would parse a 6-span INSERT (144 parameters) every time."""
+    from agentops.db.batch import _numbered
+
+    _numbered.cache_clear()
+    for n in range(3):
+        with write_transaction():
+            hot.insert_many([_span(run, f"{n:02d}{i:014x}") for i in range(6)])
+
+    assert Span.objects.filter(run=run).count() == 18
+    assert (_numbered.cache_info().misses, _numbered.cache_info().hits) == (1, 2)
