@@ -950,6 +950,9 @@ class Runner:
                         attributes={"idempotency_key": key, "ledger": "new", **first.attributes()},
                     )
                 self._save()  # renew the lease with the spans so far
+                # No model call comes before the run's next save (the call's outcome, a
+                # wait or the end), which reads today's spend: none read here.
+                self._day_spend_wanted = False
                 self._store([*spans, *([first_attempt] if first_attempt else [])])
         except ToolError as exc:
             return None, False, exc, None  # raised before anything was sent

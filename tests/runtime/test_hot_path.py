@@ -40,9 +40,11 @@ WRITE_TRANSACTIONS = 10
 # serialises writers and takes no lock: 1) and the shop records the refund in one
 # INSERT ... SELECT ... ON CONFLICT. The claim is one statement on PostgreSQL (the
 # UPDATE reads the run back), two on SQLite. The daily budget's spend is read by the
-# claim and then by each transaction that saves the run, last (6 reads, 4 of them
-# used by a model call's check), instead of by each check (5 reads). A model step
-# that asks for a side effect is saved by the ledger row's transaction, in its UPDATE
+# claim and then by each transaction that saves the run before a model call, last
+# (5 reads, each used by a budget check: triage's and the 4 model calls'; not by a
+# side effect's ledger transaction, which a save of the call's outcome follows),
+# instead of by each check (5 reads of their own). A model step that asks for a
+# side effect is saved by the ledger row's transaction, in its UPDATE
 # of the run (which fences the lease) and its INSERT of spans. Each of the 5 saves
 # that extend the conversation (the run's beginning and the 4 model steps) inserts
 # its new turns in an INSERT of its own, in the same round trip; the claim reads
@@ -50,8 +52,9 @@ WRITE_TRANSACTIONS = 10
 # 84 with BEGIN/COMMIT before issue 8's second round, 63 before the config token, 58
 # before the writes of a transaction went out together, 38 before issue 8's fifth,
 # 36 before the conversation was kept as turns, 41 before the refund's ledger read
-# moved behind its check.
-STATEMENTS = 40
+# moved behind its check, 40 before the ledger transactions stopped reading the day's
+# spend.
+STATEMENTS = 38
 # Queries sent to PostgreSQL: the writes of each of the run's transactions go out in
 # one pipeline, one round trip (agentops.db.batch), BEGIN and COMMIT included, and
 # so does the provider's refund (4 round trips before issue 8's fifth round); the
