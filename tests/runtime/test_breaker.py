@@ -14,6 +14,7 @@ from agentops.models import Effect, Run
 from agentops.runtime.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, breaker_for
 from agentops.runtime.loop import WAITING, run_advance
 from agentops.simgateway.models import ProviderRefund, ScriptedFault
+from tests.runtime.helpers import refund_in_ledger
 
 
 class Clock:
@@ -379,7 +380,7 @@ def test_a_refund_the_ledger_holds_is_answered_from_it_while_the_breaker_is_open
     then refuses the first attempt, the ledger is read after all: a refund it holds
     (made by an earlier task, the shop's record of it lost) answers, and the run
     does not wait for the provider."""
-    from agentops.runtime import ledger, loop
+    from agentops.runtime import loop
 
     tight.BREAKER_COOL_DOWN_SECONDS = 30
     payments = breaker_for("payments:simulated")
@@ -390,23 +391,7 @@ def test_a_refund_the_ledger_holds_is_answered_from_it_while_the_breaker_is_open
 
     def made_earlier_and_the_provider_down(*, tool, resolved, run):
         if tool == "issue_refund":
-            Effect.objects.create(
-                idempotency_key=f"refund:{run.ticket.code}:{order.order_id}",
-                ticket_id=run.ticket_id,
-                run=run,
-                tool=tool,
-                request=resolved.args,
-                request_hash=ledger.request_hash(resolved.args),
-                status=Effect.Status.SUCCEEDED,
-                attempts=1,
-                result={
-                    "status": "succeeded",
-                    "refund_id": "re_earlier",
-                    "order_id": order.order_id,
-                    "amount_cents": 2000,
-                    "currency": "USD",
-                },
-            )
+            refund_in_ledger(run=run, resolved=resolved, refund_id="re_earlier")
             _calls(payments, [False, False])
             assert payments.state == OPEN
         return evaluate(tool=tool, resolved=resolved, run=run)

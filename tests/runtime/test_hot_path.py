@@ -14,6 +14,7 @@ from agentops.bench.runner import statements, write_transactions
 from agentops.models import Effect, Run
 from agentops.runtime.config_cache import TOKEN_SQL, config_cache_clear
 from agentops.runtime.loop import run_advance
+from tests.runtime.helpers import refund_in_ledger
 from traces.models import Span
 
 pytestmark = pytest.mark.django_db
@@ -213,37 +214,19 @@ def test_every_model_step_is_saved_before_the_next_call_is_made(standard_ticket,
 def test_a_key_inserted_between_the_ledger_read_and_insert_is_read_again(
     standard_ticket, monkeypatch
 ):
-    """The refund's ledger row is read before its transaction and inserted without a
-    savepoint. Another run inserting the same key in between voids the transaction;
-    it is run again, reads the other run's row and pays nothing."""
-    from agentops.runtime import ledger, loop
+    """A refund whose check passed is inserted without a read of its ledger row and
+    without a savepoint. Another run inserting the same key in between voids the
+    transaction; it is run again, reads the other run's row and pays nothing."""
+    from agentops.runtime import loop
     from agentops.simgateway.models import ProviderRefund
 
     evaluate = loop.policy_evaluate_call
     raced = []
 
     def evaluate_then_lose_the_race(*, tool, resolved, run):
-        # Between our read of the ledger and our insert: the other run's row lands.
+        # Between the refund's check and our insert: the other run's row lands.
         if tool == "issue_refund" and not raced:
-            raced.append(
-                Effect.objects.create(
-                    idempotency_key=f"refund:{run.ticket.code}:{resolved.args['order_id']}",
-                    ticket_id=run.ticket_id,
-                    run=run,
-                    tool=tool,
-                    request=resolved.args,
-                    request_hash=ledger.request_hash(resolved.args),
-                    status=Effect.Status.SUCCEEDED,
-                    attempts=1,
-                    result={
-                        "status": "succeeded",
-                        "refund_id": "re_other_run",
-                        "order_id": resolved.args["order_id"],
-                        "amount_cents": resolved.args["amount_cents"],
-                        "currency": resolved.args["currency"],
-                    },
-                )
-            )
+            raced.append(refund_in_ledger(run=run, resolved=resolved, refund_id="re_other_run"))
         return evaluate(tool=tool, resolved=resolved, run=run)
 
     monkeypatch.setattr(loop, "policy_evaluate_call", evaluate_then_lose_the_race)
