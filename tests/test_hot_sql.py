@@ -453,3 +453,76 @@ def test_a_statement_of_many_parameters_is_converted_once_per_text(run):
 
     assert Span.objects.filter(run=run).count() == 18
     assert (_numbered.cache_info().misses, _numbered.cache_info().hits) == (1, 2)
+
+
+def test_a_query_returns_its_rows_and_is_logged_as_one_query(run):
+    from agentops.db.batch import query
+
+    read = 'SELECT "step_count", "trace_id" FROM "agentops_run" WHERE "id" = %s'
+    write = 'UPDATE "agentops_run" SET "step_count" = %s WHERE "id" = %s'
+    with CaptureQueriesContext(connection) as queries:
+        rows = query(read, [run.pk])
+        none = query(write, [3, run.pk])
+
+    assert rows == [(0, run.trace_id)] and none == []
+    logged = [q["sql"] for q in queries.captured_queries]
+    # One logged query each (on SQLite, Django's cursor logs the values in place).
+    assert [sql.split()[0] for sql in logged] == ["SELECT", "UPDATE"]
+    if connection.vendor == "postgresql":
+        assert logged == [read, write]
+    assert statements(queries.captured_queries) == 2
+    assert write_transactions(queries.captured_queries) == 1
+    run.refresh_from_db()
+    assert run.step_count == 3
+
+
+def test_a_query_raises_djangos_errors(run):
+    from agentops.db.batch import query
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        query(
+            'INSERT INTO "agentops_run" ("code", "ticket_id", "trace_id") '
+            'SELECT "code", "ticket_id", "trace_id" FROM "agentops_run" WHERE "id" = %s',
+            [run.pk],
+        )
+    assert Run.objects.count() == 1  # and the connection is usable
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_hot_read_is_prepared_once_it_has_run_a_few_times(run):
+    """Django's cursors bind client-side: a query through them is planned every time."""
+    from agentops.db.batch import query
+
+    def prepared() -> set[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            return {row[0] for row in cursor.fetchall()}
+
+    sql = 'SELECT "trace_id" FROM "agentops_run" WHERE "id" = %s'
+    for _ in range(connection.connection.prepare_threshold + 1):
+        assert query(sql, [run.pk]) == [(run.trace_id,)]
+
+    assert 'SELECT "trace_id" FROM "agentops_run" WHERE "id" = $1' in prepared()
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_tasks_first_query_replaces_a_connection_the_server_dropped(run):
+    """As Django's cursor() does (CONN_HEALTH_CHECKS): the claim, a task's first query,
+    goes out on a new connection after a database restart instead of failing."""
+    import psycopg
+
+    from agentops.db.batch import query
+
+    assert connection.health_check_enabled
+    [(pid,)] = query("SELECT pg_backend_pid()", [])
+    settings = connection.get_connection_params()
+    with psycopg.connect(**settings, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    connection.health_check_done = False  # what a new task starts with
+
+    assert query('SELECT "trace_id" FROM "agentops_run" WHERE "id" = %s', [run.pk]) == [
+        (run.trace_id,)
+    ]
+    assert query("SELECT pg_backend_pid()", [])[0][0] != pid

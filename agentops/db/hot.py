@@ -24,7 +24,7 @@ from django.db.models import Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
-from agentops.db.batch import Statement, execute
+from agentops.db.batch import Statement, execute, query
 
 
 def _quote(name: str) -> str:
@@ -187,9 +187,7 @@ def _select_sql(
 
 
 def _rows(sql: str, params: list) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+    return query(sql, params)
 
 
 def _converted(model: type[models.Model], name: str, value):
@@ -372,11 +370,10 @@ def update_and_get(
     )
     params = [*_prepared(model, values), *_compared(model, where)]
     params += [p for c in columns.values() for p in c.params]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
+    rows = query(sql, params)
+    if not rows:
         return None
+    row = rows[0]
     start = len(model._meta.concrete_fields)
     obj = _instance(model, row[:start])
     for name in related:

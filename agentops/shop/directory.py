@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from agentops.db.batch import query
 from agentops.integrations.orders import OrderInfo, RefundInfo
 from agentops.shop.models import Customer, Order, Refund
 
@@ -54,9 +55,7 @@ def _aware(value: datetime | None) -> datetime | None:
 
 def _snapshots(sql: str, param: object) -> list[OrderInfo]:
     """Snapshots of the orders the query selects, newest first, with their refunds, oldest first."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [param])
-        rows = cursor.fetchall()
+    rows = query(sql, [param])
     found: dict[int, tuple[tuple, list[RefundInfo]]] = {}
     for pk, *order, reference, amount_cents, created_at, reason in rows:
         _, refunds = found.setdefault(pk, (order, []))
@@ -111,6 +110,7 @@ _RECORD_REFUND = f"""
     INSERT INTO {Refund._meta.db_table} (order_id, amount_cents, reference, reason, created_at)
     SELECT id, %s, %s, %s, %s FROM {Order._meta.db_table} WHERE order_id = %s
     ON CONFLICT (reference) DO NOTHING
+    RETURNING id
 """  # noqa: S608 (table names from the models, values as parameters)
 
 
@@ -171,19 +171,18 @@ class ShopOrderDirectory:
         # One statement, atomic on its own: it inserts nothing when the order is
         # unknown or the reference is already recorded (the unique key decides,
         # also against a concurrent insert), and only then do we look closer.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _RECORD_REFUND,
-                [
-                    amount_cents,
-                    reference,
-                    reason[:300],
-                    connection.ops.adapt_datetimefield_value(timezone.now()),
-                    normalise_order_id(order_id),
-                ],
-            )
-            if cursor.rowcount == 1:
-                return
+        recorded = query(
+            _RECORD_REFUND,
+            [
+                amount_cents,
+                reference,
+                reason[:300],
+                connection.ops.adapt_datetimefield_value(timezone.now()),
+                normalise_order_id(order_id),
+            ],
+        )
+        if recorded:
+            return
         order = Order.objects.filter(order_id=normalise_order_id(order_id)).first()
         if order is None:
             raise OrderNotFound(f"no order {order_id!r}")
