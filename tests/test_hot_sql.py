@@ -372,14 +372,15 @@ def test_outside_any_transaction_a_failed_pipeline_keeps_nothing(run):
     assert Run.objects.filter(pk=run.pk).exists()
 
 
+def _prepared_statements() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return {row[0] for row in cursor.fetchall()}
+
+
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
 def test_a_write_transaction_is_prepared_once_it_has_run_a_few_times(run):
-    def prepared() -> set[str]:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT statement FROM pg_prepared_statements")
-            return {row[0] for row in cursor.fetchall()}
-
     threshold = connection.connection.prepare_threshold
     assert threshold is not None
     for i in range(threshold + 1):
@@ -387,7 +388,7 @@ def test_a_write_transaction_is_prepared_once_it_has_run_a_few_times(run):
             hot.update_where(Run, {"step_count": i}, where={"id": run.pk})
             hot.update_where(Run, {"model_calls": i}, where={"id": run.pk})
 
-    assert any('SET "step_count"' in sql for sql in prepared())
+    assert any('SET "step_count"' in sql for sql in _prepared_statements())
     run.refresh_from_db()
     assert (run.step_count, run.model_calls) == (threshold, threshold)
 
@@ -494,16 +495,11 @@ def test_a_hot_read_is_prepared_once_it_has_run_a_few_times(run):
     """Django's cursors bind client-side: a query through them is planned every time."""
     from agentops.db.batch import query
 
-    def prepared() -> set[str]:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT statement FROM pg_prepared_statements")
-            return {row[0] for row in cursor.fetchall()}
-
     sql = 'SELECT "trace_id" FROM "agentops_run" WHERE "id" = %s'
     for _ in range(connection.connection.prepare_threshold + 1):
         assert query(sql, [run.pk]) == [(run.trace_id,)]
 
-    assert 'SELECT "trace_id" FROM "agentops_run" WHERE "id" = $1' in prepared()
+    assert 'SELECT "trace_id" FROM "agentops_run" WHERE "id" = $1' in _prepared_statements()
 
 
 @postgresql_only
