@@ -949,11 +949,13 @@ class Runner:
                         input=resolved.args,
                         attributes={"idempotency_key": key, "ledger": "new", **first.attributes()},
                     )
+                # The spans so far go with those a deferred step left pending, in the
+                # save's one INSERT (a failed transaction puts the pending ones back).
+                self._pending_spans += [*spans, *([first_attempt] if first_attempt else [])]
                 self._save()  # renew the lease with the spans so far
                 # No model call comes before the run's next save (the call's outcome, a
                 # wait or the end), which reads today's spend: none read here.
                 self._day_spend_wanted = False
-                self._store([*spans, *([first_attempt] if first_attempt else [])])
         except ToolError as exc:
             return None, False, exc, None  # raised before anything was sent
         return effect, created, None, first_attempt

@@ -45,8 +45,9 @@ WRITE_TRANSACTIONS = 10
 # (5 reads, each used by a budget check: triage's and the 4 model calls'; not by a
 # side effect's ledger transaction, which a save of the call's outcome follows),
 # instead of by each check (5 reads of their own). A model step that asks for a
-# side effect is saved by the ledger row's transaction, in its UPDATE
-# of the run (which fences the lease) and its INSERT of spans. Each of the 5 saves
+# side effect is saved by the ledger row's transaction, in its UPDATE of the run
+# (which fences the lease) and its one INSERT of spans (the step's and the side
+# effect's so far). Each of the 5 saves
 # that extend the conversation (the run's beginning and the 4 model steps) inserts
 # its new turns in an INSERT of its own, in the same round trip; the claim reads
 # the conversation on PostgreSQL, and SQLite in a query of its own (below).
@@ -54,8 +55,9 @@ WRITE_TRANSACTIONS = 10
 # before the writes of a transaction went out together, 38 before issue 8's fifth,
 # 36 before the conversation was kept as turns, 41 before the refund's ledger read
 # moved behind its check, 40 before the ledger transactions stopped reading the day's
-# spend.
-STATEMENTS = 38
+# spend, 38 before a ledger transaction's spans went out in one INSERT with those of
+# the model step it saves.
+STATEMENTS = 36
 # Queries sent to PostgreSQL: the writes of each of the run's transactions go out in
 # one pipeline, one round trip (agentops.db.batch), BEGIN and COMMIT included, and
 # so does the provider's refund (4 round trips before issue 8's fifth round); the
