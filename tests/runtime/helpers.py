@@ -1,4 +1,5 @@
-"""Ledger rows the tests put in place of an earlier task's or another run's."""
+"""What the runtime tests build or read again: a ledger row in place of an earlier task's
+or another run's, and a run's conversation as its model spans recorded it."""
 
 from agentops.models import Effect
 from agentops.runtime import ledger
@@ -25,3 +26,13 @@ def refund_in_ledger(*, run, resolved, refund_id: str) -> Effect:
             "currency": args["currency"],
         },
     )
+
+
+def conversation_of_spans(run) -> list[dict]:
+    """A model span's input is what its call sent new; its output, the model's turn."""
+    rebuilt = []
+    for span in run.spans.filter(kind="model").order_by("step"):
+        assert all(m["role"] == "user" for m in span.input["messages"])
+        rebuilt += span.input["messages"]
+        rebuilt.append({"role": "assistant", "content": span.output["content"]})
+    return rebuilt

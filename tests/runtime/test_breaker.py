@@ -14,7 +14,7 @@ from agentops.models import Effect, Run
 from agentops.runtime.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, breaker_for
 from agentops.runtime.loop import WAITING, run_advance
 from agentops.simgateway.models import ProviderRefund, ScriptedFault
-from tests.runtime.helpers import refund_in_ledger
+from tests.runtime.helpers import conversation_of_spans, refund_in_ledger
 
 
 class Clock:
@@ -371,6 +371,10 @@ def test_a_refund_parked_before_its_first_attempt_counts_no_attempt_and_pays_onc
     assert attempt.attributes["ledger"] == "new"
     assert ProviderRefund.objects.filter(payment_ref=order.payment_ref).count() == 1
     assert payments.state == CLOSED
+    # The model step that asked for the refund was saved with the wait, its turns with it:
+    # the conversation is the one the model spans recorded, no call asked again.
+    run.refresh_from_db()
+    assert conversation_of_spans(run) == run.messages
 
 
 def test_a_refund_the_ledger_holds_is_answered_from_it_while_the_breaker_is_open(

@@ -14,7 +14,7 @@ from agentops.bench.runner import statements, write_transactions
 from agentops.models import Effect, Run
 from agentops.runtime.config_cache import TOKEN_SQL, config_cache_clear
 from agentops.runtime.loop import run_advance
-from tests.runtime.helpers import refund_in_ledger
+from tests.runtime.helpers import conversation_of_spans, refund_in_ledger
 from traces.models import Span
 
 pytestmark = pytest.mark.django_db
@@ -169,21 +169,11 @@ def test_the_fewer_writes_keep_every_safeguard(standard_ticket):
     assert len(answered) == 3
 
 
-def _conversation_of_spans(run: Run) -> list[dict]:
-    """A model span's input is what its call sent new; its output, the model's turn."""
-    rebuilt = []
-    for span in run.spans.filter(kind="model").order_by("step"):
-        assert all(m["role"] == "user" for m in span.input["messages"])
-        rebuilt += span.input["messages"]
-        rebuilt.append({"role": "assistant", "content": span.output["content"]})
-    return rebuilt
-
-
 def test_the_model_spans_hold_each_message_of_the_conversation_once(standard_ticket):
     run_advance(run_id=standard_ticket.pk, worker="hot-path")
     run = Run.objects.get(pk=standard_ticket.pk)
 
-    assert _conversation_of_spans(run) == run.messages
+    assert conversation_of_spans(run) == run.messages
     # Each turn is a row, written once, in order.
     assert list(run.turns.values_list("seq", flat=True)) == list(range(len(run.messages)))
 
@@ -243,7 +233,7 @@ def test_a_key_inserted_between_the_ledger_read_and_insert_is_read_again(
     assert answered.attributes["replayed_from_ledger"] is True
     assert answered.output["refund_id"] == "re_other_run"
     # The voided transaction's new turns were written by the one run again.
-    assert _conversation_of_spans(standard_ticket) == standard_ticket.messages
+    assert conversation_of_spans(standard_ticket) == standard_ticket.messages
 
 
 def test_a_save_right_after_a_renewal_keeps_the_lease_and_a_later_one_renews_it(
