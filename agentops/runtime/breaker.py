@@ -54,15 +54,20 @@ class Verdict:
     probe: bool = False
 
     def attributes(self, downstream: str) -> dict:
-        """What an attempt span records about the breaker and the budget."""
-        return {
-            "downstream": downstream,
-            "breaker.state": self.state,
-            "breaker.probe": self.probe,
-            "retry_budget.retries": self.retries,
-            "retry_budget.calls": self.calls,
-            "retry_budget.allowed": self.retries_allowed,
-        }
+        """What an attempt span records about the breaker and the budget.
+
+        The usual case stays short, as every attempt span of every run carries it: a
+        probe is marked only when it is one, and the budget's counts appear once
+        retries are being spent in the window or the budget refused the call.
+        """
+        attrs = {"downstream": downstream, "breaker.state": self.state}
+        if self.probe:
+            attrs["breaker.probe"] = True
+        if self.retries or self.reason == "retry_budget":
+            attrs["retry_budget.retries"] = self.retries
+            attrs["retry_budget.calls"] = self.calls
+            attrs["retry_budget.allowed"] = self.retries_allowed
+        return attrs
 
 
 class Breaker:

@@ -41,11 +41,16 @@ def model_cost(model: str, usage: dict) -> Decimal:
 
 
 def usage_attributes(model: str, usage: dict) -> dict:
-    """What a model span records of its usage besides input/output tokens."""
-    attrs = {
-        "cache_read_input_tokens": int(usage.get("cache_read_input_tokens", 0) or 0),
-        "cache_creation_input_tokens": int(usage.get("cache_creation_input_tokens", 0) or 0),
-    }
+    """What a model span records of its usage besides input/output tokens.
+
+    Prompt-cache tokens only when there are any: most calls (the offline model, a
+    first call under the cache's minimum) have none, and every model span carries this.
+    """
+    attrs = {}
+    for key in ("cache_read_input_tokens", "cache_creation_input_tokens"):
+        tokens = int(usage.get(key, 0) or 0)
+        if tokens:
+            attrs[key] = tokens
     if model_price(model) is None:
         attrs["price_missing"] = True
     return attrs

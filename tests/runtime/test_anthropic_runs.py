@@ -119,6 +119,11 @@ def test_a_runs_cost_is_the_sum_of_its_model_and_triage_spans(api, make_order, s
     assert run.spans.get(kind="triage").cost == Decimal("0.000700")  # haiku: 500*1 + 40*5
     assert run.cost > run.spans.get(kind="triage").cost
     assert run.spans.get(kind="run").cost == run.cost
+    # Prompt-cache tokens are recorded where there were any, and only those.
+    first, last = (s.attributes for s in run.spans.filter(kind="model").order_by("started_at"))
+    assert first["cache_read_input_tokens"] == 300
+    assert "cache_creation_input_tokens" not in first
+    assert not {"cache_read_input_tokens", "cache_creation_input_tokens"} & last.keys()
 
 
 def test_a_429_with_retry_after_and_a_529_are_retried_by_the_runtime(api, submit):

@@ -151,6 +151,33 @@ def test_the_retry_budget_grows_with_first_attempts_and_slides_with_the_window()
     assert [breaker.admit(retry=True).allowed for _ in range(3)] == [True, True, False]
 
 
+def test_an_attempt_span_records_the_budget_only_once_retries_are_spent():
+    clock = Clock()
+    breaker = _breaker(clock)
+
+    first = breaker.admit(retry=False).attributes("payments:stripe")
+    assert first == {"downstream": "payments:stripe", "breaker.state": CLOSED}
+
+    retried = breaker.admit(retry=True).attributes("payments:stripe")
+    assert retried["retry_budget.retries"] == 1
+    assert (retried["retry_budget.calls"], retried["retry_budget.allowed"]) == (1, 2)
+    assert "breaker.probe" not in retried
+    breaker.admit(retry=True)
+    refused = breaker.admit(retry=True)
+    assert refused.attributes("payments:stripe")["retry_budget.retries"] == 2
+
+    for _ in range(3):  # three failures of four calls in the window open it
+        breaker.admit(retry=False)
+        breaker.record(ok=False)
+    clock.now += 31  # past the cool-down and the budget's window: a probe, no retries
+    probe = breaker.admit(retry=False).attributes("payments:stripe")
+    assert probe == {
+        "downstream": "payments:stripe",
+        "breaker.state": HALF_OPEN,
+        "breaker.probe": True,
+    }
+
+
 def test_breakers_are_per_downstream_and_made_from_the_settings(settings):
     settings.BREAKER_FAILURE_THRESHOLD = 1
     model, payments = breaker_for("model:anthropic"), breaker_for("payments:stripe")
