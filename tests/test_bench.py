@@ -65,6 +65,7 @@ def test_it_prints_throughput_latency_writes_and_memory_against_the_floor(capsys
     if walinspect_enable() is None:
         wal = out.split("WAL bytes per ticket by table")[1]
         assert "traces_span" in wal and "agentops_run" in wal
+        assert "without full pages" in wal.split("all tables")[1]
     else:
         assert "WAL per ticket by table: unavailable" in out
 
