@@ -55,6 +55,7 @@ def test_it_prints_throughput_latency_writes_and_memory_against_the_floor(capsys
         "write transactions",
         "enqueue -> resolved",
         "enqueue -> claimed",
+        "the floor, the same way: p50",
         "worker RSS",
         "database before the run:",
         "CPU per ticket",

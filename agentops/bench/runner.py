@@ -442,6 +442,43 @@ def measure_latency(count: int, *, queue: str) -> Latencies:
     return latencies
 
 
+def measure_floor_latency(count: int, *, queue: str) -> Latencies:
+    """The floor's enqueue → its last row, one ticket at a time, split at its first row.
+
+    What the broker, the pool and five autocommit INSERTs take before any agentops
+    code: the part of agentops' latency the run itself does not add. The rows are
+    stamped by the server (clock_timestamp()), on the same machine's clock.
+    """
+    latencies = Latencies()
+    # Ticket numbers of their own (the rounds' are below 2e9, the counted one's just
+    # above), within the column's integer.
+    base = 2_100_000_000 + int(time.time()) % 10_000_000
+    for ticket in range(base, base + count):
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT coalesce(max(id), 0) FROM {TABLE}")  # noqa: S608
+            (after,) = cursor.fetchone()
+        enqueued = timezone.now()
+        bench_floor_ticket.apply_async((ticket,), queue=queue)
+
+        def stamps(ticket=ticket, after=after):
+            # By the primary key: the table has no other index, and the floor no
+            # index to keep up for the benchmark's sake.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT count(*), min(created_at), max(created_at) FROM {TABLE} "  # noqa: S608
+                    "WHERE id > %s AND ticket = %s",
+                    [after, ticket],
+                )
+                return cursor.fetchone()
+
+        _wait(lambda: stamps()[0] >= 5, 60, "a floor ticket")
+        _, first, last = stamps()
+        latencies.total.append((last - enqueued).total_seconds() * 1000)
+        latencies.to_claim.append((first - enqueued).total_seconds() * 1000)
+        latencies.running.append((last - first).total_seconds() * 1000)
+    return latencies
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))

@@ -13,6 +13,7 @@ from agentops.bench.runner import (
     Workers,
     measure_agentops,
     measure_floor,
+    measure_floor_latency,
     measure_latency,
     median_of,
     one_ticket_counted,
@@ -76,6 +77,7 @@ class Command(BaseCommand):
             # Read before more tickets go through: checkpoints recycle old WAL.
             wal_tables, wal_missing = _wal_tables(ours[-1], walinspect_missing)
             latencies = measure_latency(latency_tickets, queue=workers.queue)
+            floor_latencies = measure_floor_latency(latency_tickets, queue=workers.queue)
             watched = rounds * tickets + latency_tickets
             while watched < rss_tickets:
                 batch = min(tickets, rss_tickets - watched)
@@ -113,6 +115,11 @@ class Command(BaseCommand):
         out(
             f"  of which enqueue -> claimed p50 {percentile(latencies.to_claim, 50):.1f} ms, "
             f"claimed -> resolved p50 {percentile(latencies.running, 50):.1f} ms"
+        )
+        out(
+            f"  the floor, the same way: p50 {percentile(floor_latencies.total, 50):.1f} ms, "
+            f"p99 {percentile(floor_latencies.total, 99):.1f} ms; enqueue -> its first row "
+            f"p50 {percentile(floor_latencies.to_claim, 50):.1f} ms"
         )
         out("CPU per ticket, ms (last round, process clocks):")
         for group in CPU_GROUPS:
