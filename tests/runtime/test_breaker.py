@@ -178,6 +178,22 @@ def test_an_attempt_span_records_the_budget_only_once_retries_are_spent():
     }
 
 
+def test_a_refusal_by_the_budget_records_its_counts_even_with_no_retry_spent():
+    # No minimum and no first call in the window: the budget allows no retry at all.
+    breaker = _breaker(Clock(), budget_min_retries=0)
+
+    refused = breaker.admit(retry=True)
+
+    assert refused.reason == "retry_budget"
+    assert refused.attributes("model:anthropic") == {
+        "downstream": "model:anthropic",
+        "breaker.state": CLOSED,
+        "retry_budget.retries": 0,
+        "retry_budget.calls": 0,
+        "retry_budget.allowed": 0,
+    }
+
+
 def test_breakers_are_per_downstream_and_made_from_the_settings(settings):
     settings.BREAKER_FAILURE_THRESHOLD = 1
     model, payments = breaker_for("model:anthropic"), breaker_for("payments:stripe")
