@@ -146,9 +146,10 @@ else:
     # Workers keep their connection between tasks; health checks drop dead ones.
     _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = True
-    # The hot path's write transactions (agentops.db.batch) are prepared statements
-    # from their PREPARE_THRESHOLD-th run on a connection; the ORM's queries bind
-    # client-side and are never prepared.
+    # The hot path's statements (agentops.db.batch, sent by agentops.db.libpq, which
+    # reads the connection's prepare_threshold) are prepared from their
+    # PREPARE_THRESHOLD-th run on a connection; the ORM's queries bind client-side
+    # and are never prepared.
     _db.setdefault("OPTIONS", {})["prepare_threshold"] = PREPARE_THRESHOLD
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -397,10 +397,9 @@ def test_a_write_transaction_is_prepared_once_it_has_run_a_few_times(run):
 @pytest.mark.django_db(transaction=True)
 def test_a_statement_prepared_in_a_failed_pipeline_runs_again_afterwards(run):
     # A pipeline whose first statement fails once the second is queued: the server
-    # skips the second, which psycopg prepares there (the run after its threshold)
-    # and then counts as prepared. Its next run named a statement the server never
-    # made ("prepared statement _pg3_1 does not exist"), until the connection's
-    # prepared statements are dropped after a failed pipeline.
+    # skips the second, and its preparation there (the run after its threshold).
+    # Counted as prepared, its next run would name a statement the server never made
+    # ("prepared statement ... does not exist"), and go out again unprepared.
     threshold = connection.connection.prepare_threshold
     for i in range(threshold):  # prepared on its next run, once it ran this many times
         with write_transaction():
@@ -415,6 +414,8 @@ def test_a_statement_prepared_in_a_failed_pipeline_runs_again_afterwards(run):
 
     run.refresh_from_db()
     assert run.step_count == 42
+    # Prepared by that run: it was still due, not taken to be prepared already.
+    assert 'UPDATE "agentops_run" SET "step_count" = $1 WHERE "id" = $2' in _prepared_statements()
 
 
 @postgresql_only

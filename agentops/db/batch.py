@@ -13,6 +13,7 @@ as in the statements themselves. Inside write_transaction() the hot path's write
   parameters are bound server-side, and each statement is prepared once it has run
   a few times on the connection (PREPARE_THRESHOLD in settings): it is parsed and
   planned no more, where Django's cursors bind client-side and prepare nothing.
+  They go out through agentops.db.libpq, below psycopg's cursors (less client CPU).
   A statement that must change or lock a given number of rows (the lease fence)
   is wrapped so that it raises when it does not, and nothing of the transaction
   is kept: see the agentops_expect() function (migration agentops 0011).
@@ -27,7 +28,6 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 import psycopg
 from django.db import DatabaseError, connection, transaction
 from psycopg.pq import TransactionStatus
+
+from agentops.db import libpq
 
 # The SQLSTATE agentops_expect() raises (class "AO": ours, unused by PostgreSQL).
 EXPECTATION_FAILED = "AO001"
@@ -107,10 +109,8 @@ def query(sql: str, params: list) -> list[tuple]:
     rows: list[tuple] = []
 
     def send(*_) -> None:
-        cursor = _kept_cursor(pg)
-        cursor.execute(_numbered(sql), params)
-        if cursor.description is not None:
-            rows.extend(cursor.fetchall())
+        [returned] = _on(pg, [libpq.Sent(_numbered(sql), params)])
+        rows.extend(returned or [])
 
     with connection.wrap_database_errors:
         _as_one_query(lambda: sql, send)
@@ -173,29 +173,23 @@ def _send_pipelined(statements: list[Statement]) -> None:
     """Every statement in one pipeline, with their rows read once it has been synced."""
     _connected()
     pg = connection.connection
+    sent = []
+    for index, statement in enumerate(statements):
+        sql, params = _checked(statement, index)
+        sent.append(libpq.Sent(_numbered(sql), params))
     savepoint = None
     if connection.in_atomic_block:
         # Part of the open transaction, in a savepoint of its own sent with the writes.
         savepoint = f"agentops_batch_{next(_savepoints)}"
-    cursors: list[psycopg.RawCursor] = []
+        sent = [
+            libpq.Sent(f"SAVEPOINT {savepoint}", [], prepare=False),
+            *sent,
+            libpq.Sent(f"RELEASE SAVEPOINT {savepoint}", [], prepare=False),
+        ]
+    rows: list[list[tuple] | None] = []
 
     def send(*_) -> None:
-        with pg.pipeline():
-            if savepoint is not None:
-                pg.execute(f"SAVEPOINT {savepoint}")
-            for index, statement in enumerate(statements):
-                # A server-binding cursor: Django's own bind client-side, never prepared.
-                # A statement whose rows are read after the sync needs one of its own:
-                # a cursor keeps only the result of its last statement.
-                if statement.returned is not None:
-                    cursor = psycopg.RawCursor(pg)
-                    cursors.append(cursor)
-                else:
-                    cursor = _kept_cursor(pg)
-                sql, params = _checked(statement, index)
-                cursor.execute(_numbered(sql), params)
-            if savepoint is not None:
-                pg.execute(f"RELEASE SAVEPOINT {savepoint}")
+        rows.extend(_on(pg, sent))
 
     try:
         with connection.wrap_database_errors:
@@ -205,43 +199,28 @@ def _send_pipelined(statements: list[Statement]) -> None:
             )
     except DatabaseError as exc:
         if savepoint is not None and pg.info.transaction_status == TransactionStatus.INERROR:
-            # A ROLLBACK also makes psycopg forget what it prepared (see below).
             with connection.wrap_database_errors:
                 pg.execute(f"ROLLBACK TO SAVEPOINT {savepoint}; RELEASE SAVEPOINT {savepoint}")
-        elif savepoint is None and pg.info.transaction_status == TransactionStatus.IDLE:
-            # psycopg counts a statement as prepared from the moment it sends it, and
-            # the server skips what follows the failed statement of a pipeline: a
-            # statement due to be prepared there would be named next time, and not
-            # exist (psycopg 3.3). Dropping the connection's prepared statements puts
-            # both sides back in step; the hot statements are prepared again.
-            with connection.wrap_database_errors:
-                pg.execute("DEALLOCATE ALL")
         failed = _failed_statement(exc)
         if failed is None:
             raise
         raise statements[failed].fail() from None
-    returning = (statement for statement in statements if statement.returned is not None)
-    for statement, cursor in zip(returning, cursors, strict=True):
-        statement.returned(cursor.fetchall())
+    if savepoint is not None:
+        rows = rows[1:-1]
+    for statement, returned in zip(statements, rows, strict=True):
+        if statement.returned is not None:
+            statement.returned(returned or [])
 
 
-# The cursor kept with this thread's connection (Django's connections are per thread).
-_kept = threading.local()
-
-
-def _kept_cursor(pg: psycopg.Connection) -> psycopg.RawCursor:
-    """A cursor of `pg` for the statements whose rows are read at once or not at all,
-    made once per connection.
-
-    A cursor made for each statement cost 20-30 us of CPU more a statement (its own
-    transformer, which looks every parameter's dumper up again; timeit of a
-    4-INSERT pipeline: 450-520 us with a cursor each, 350-375 with one kept), and a
-    ticket sends 36 statements. A new connection (Django reconnected) gets a new one.
-    """
-    kept = getattr(_kept, "cursor", None)
-    if kept is None or kept.connection is not pg:
-        kept = _kept.cursor = psycopg.RawCursor(pg)
-    return kept
+def _on(pg: psycopg.Connection, sent: list[libpq.Sent]) -> list[list[tuple] | None]:
+    """libpq.run, and Django told when it closed the connection (interrupted half way):
+    the next query connects again, and an open atomic block fails."""
+    try:
+        return libpq.run(pg, sent)
+    except BaseException:
+        if pg.closed:
+            connection.close()
+        raise
 
 
 def _connected() -> None:
@@ -298,14 +277,14 @@ _PLACEHOLDER = re.compile(r"%(.)", re.DOTALL)
 
 @functools.lru_cache(maxsize=1024)
 def _numbered(sql: str) -> str:
-    """The statement with PostgreSQL's own placeholders ($1, $2, ...), for a RawCursor,
-    converted once per statement text.
+    """The statement with PostgreSQL's own placeholders ($1, $2, ...), as libpq sends
+    it, converted once per statement text.
 
     psycopg's Cursor parses each query for its %s placeholders, and keeps the parse
     only for statements of at most 50 parameters (MAX_CACHED_STATEMENT_PARAMS): a
     multi-row span INSERT (24 columns a row, 3 a ticket) was parsed anew every time,
-    ~0.37 ms of CPU for 5 rows. A RawCursor sends the text as it is. The hot
-    statements are built once per shape, so their texts are few.
+    ~0.37 ms of CPU for 5 rows. The hot statements are built once per shape, so
+    their texts are few.
     """
     numbers = itertools.count(1)
 
