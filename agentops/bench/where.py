@@ -178,6 +178,10 @@ def wal_by_table(start: str, end: str) -> list[TableWal]:
     Raises DatabaseError when the WAL is no longer there (recycled after checkpoints).
     """
     with connection.cursor() as cursor:
+        # pg_walinspect reads only what is flushed, and the round's last records may not
+        # be yet ("cannot accept future end LSN"): a transaction that takes an id
+        # commits, and its commit flushes every record before it.
+        cursor.execute("SELECT pg_current_xact_id()")
         cursor.execute(_WAL_BY_RELATION, [start, end])
         by_node = {node: (size, full) for node, size, full in cursor.fetchall()}
         nodes = [node for node in by_node if node is not None]
