@@ -143,6 +143,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     )
     _db["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 else:
+    if _db["ENGINE"] == "django.db.backends.postgresql":
+        _db["ENGINE"] = "agentops.db.postgresql"  # Django's, JSON written by orjson
     # Workers keep their connection between tasks; health checks drop dead ones.
     _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = True
