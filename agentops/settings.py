@@ -286,6 +286,11 @@ TRIAGE_MODEL = env.str(
 OFFLINE_MODEL_LATENCY_MS = env.int("OFFLINE_MODEL_LATENCY_MS", default=0)
 
 RUN_MAX_STEPS = env.int("RUN_MAX_STEPS", default=12)
+# A run's progress (its claim, the steps written before the next model call, its
+# resolution) commits without waiting for the WAL flush on PostgreSQL; the ledger's
+# writes, escalations and approvals always wait. True: progress waits too.
+RUN_PROGRESS_DURABLE = env.bool("RUN_PROGRESS_DURABLE", default=False)
+
 RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", default=120)
 RUN_TASK_SOFT_TIME_LIMIT = env.int("RUN_TASK_SOFT_TIME_LIMIT", default=300)
 RUN_TASK_TIME_LIMIT = env.int("RUN_TASK_TIME_LIMIT", default=360)

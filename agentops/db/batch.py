@@ -63,6 +63,15 @@ class Statement:
 @dataclass
 class _Batch:
     statements: list[Statement] = field(default_factory=list)
+    # False: the commit does not wait for its WAL flush (see write_transaction).
+    durable: bool = True
+
+
+# A write transaction that need not be durable when it commits: PostgreSQL's
+# synchronous_commit for this transaction only (set_config's third argument).
+_COMMIT_WITHOUT_FLUSH = Statement(
+    "SELECT set_config('synchronous_commit', 'off', true)", [], is_select=True
+)
 
 
 _savepoints = itertools.count(1)
@@ -70,28 +79,45 @@ _open: ContextVar[_Batch | None] = ContextVar("write_transaction", default=None)
 
 
 @contextmanager
-def write_transaction() -> Iterator[None]:
+def write_transaction(*, durable: bool = True) -> Iterator[None]:
     """Collect the hot path's writes in the block and send them as one transaction.
 
     Nested blocks join the outermost one. Nothing is sent if the block raises.
     Errors of the writes (an IntegrityError, a failed expectation) are raised when
     the outermost block ends, and then nothing of the block is written.
+
+    `durable=False`: on PostgreSQL, outside an atomic block, the commit returns
+    before its WAL is flushed (synchronous_commit off for this transaction). A
+    crash of the server may then lose it, and only with every later commit: the
+    WAL is replayed in order, so what survives is the state at some earlier
+    moment, and the next durable commit flushes everything before it. One nested
+    block that asks for a durable commit makes the whole transaction durable.
     """
-    if _open.get() is not None:
+    batch = _open.get()
+    if batch is not None:
+        batch.durable = batch.durable or durable
         yield
         return
-    batch = _Batch()
+    batch = _Batch(durable=durable)
     token = _open.set(batch)
     try:
         yield
     finally:
         _open.reset(token)
+    if batch.statements and not batch.durable and _can_skip_flush():
+        batch.statements.insert(0, _COMMIT_WITHOUT_FLUSH)
     _send(batch.statements)
 
 
-def query(sql: str, params: list) -> list[tuple]:
+def _can_skip_flush() -> bool:
+    """PostgreSQL, and a transaction of its own (not part of an atomic block's)."""
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
+def query(sql: str, params: list, *, durable: bool = True) -> list[tuple]:
     """Run one statement at once, outside any write transaction's batch, and return its
-    rows (none for a statement that returns none).
+    rows (none for a statement that returns none). `durable`: as write_transaction's,
+    for a statement that writes.
 
     For the hot path's reads (and its writes that return rows or stand alone). On
     PostgreSQL with server-side binding, and so prepared once it has run a few times
@@ -107,13 +133,18 @@ def query(sql: str, params: list) -> list[tuple]:
     _connected()
     pg = connection.connection
     rows: list[tuple] = []
+    sent = [libpq.Sent(_numbered(sql), params)]
+    text = sql
+    if not durable and _can_skip_flush():
+        sent.insert(0, libpq.Sent(_COMMIT_WITHOUT_FLUSH.sql, []))
+        text = _MARKER.format(2) + f"{_COMMIT_WITHOUT_FLUSH.sql};\n{sql}"
 
     def send(*_) -> None:
-        [returned] = _on(pg, [libpq.Sent(_numbered(sql), params)])
+        returned = _on(pg, sent)[-1]
         rows.extend(returned or [])
 
     with connection.wrap_database_errors:
-        _as_one_query(lambda: sql, send)
+        _as_one_query(lambda: text, send)
     return rows
 
 

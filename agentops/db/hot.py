@@ -340,6 +340,7 @@ def update_and_get(
     unless_set: tuple[str, ...] = (),
     related: tuple[str, ...] = (),
     columns: Mapping[str, RawSQL] | None = None,
+    durable: bool = True,
 ) -> models.Model | None:
     """UPDATE the one row matching every `where` condition (its primary key among them) and
     read it back with the rows of its `related` foreign keys, as select_related()
@@ -350,6 +351,7 @@ def update_and_get(
     One statement on PostgreSQL (the update in a WITH), where the ORM sends an UPDATE
     and then a SELECT; those two elsewhere. Fields in `unless_set` keep the value
     they have, if they have one (COALESCE). Plain values only, as in update_where.
+    `durable`: as agentops.db.batch.write_transaction's.
     """
     if connection.vendor != "postgresql":
         kept = {n: Coalesce(n, Value(v)) if n in unless_set else v for n, v in values.items()}
@@ -370,7 +372,7 @@ def update_and_get(
     )
     params = [*_prepared(model, values), *_compared(model, where)]
     params += [p for c in columns.values() for p in c.params]
-    rows = query(sql, params)
+    rows = query(sql, params, durable=durable)
     if not rows:
         return None
     row = rows[0]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from django.utils import timezone
 
 from agentops.db import hot
+from agentops.db.batch import write_transaction
 from agentops.models import Effect
 from agentops.runtime.errors import IdempotencyMismatch
 from agentops.runtime.tools import canonical_json
@@ -72,7 +73,8 @@ def effect_begin(
             request_hash=digest,
             attempts=1,
         )
-        hot.insert_many([effect])
+        with write_transaction():  # durable, whatever block it joins
+            hot.insert_many([effect])
     if effect.request_hash != digest:
         raise IdempotencyMismatch(key)
     return effect, created
@@ -103,6 +105,7 @@ def effect_complete(
         "updated_at": now,
     }
     unfinished = tuple(s for s in Effect.Status.values if s != Effect.Status.SUCCEEDED)
-    hot.update_where(Effect, fields, where={"id": effect.pk, "status": unfinished})
+    with write_transaction():  # durable, whatever block it joins
+        hot.update_where(Effect, fields, where={"id": effect.pk, "status": unfinished})
     for name, value in fields.items():
         setattr(effect, name, value)

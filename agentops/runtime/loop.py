@@ -186,6 +186,8 @@ def _claim(*, run_id: int, worker: str) -> Run | None:
         unless_set=("started_at",),
         related=CLAIMED_WITH,
         columns=_claimed_columns(),
+        # Lost with a crash of the server, the run is queued again, as before the claim.
+        durable=settings.RUN_PROGRESS_DURABLE,
     )
     if run is not None:
         _conversation_read(run)
@@ -391,7 +393,7 @@ class Runner:
             cost=decision.cost,
         )
         messages = [{"role": "user", "content": ticket_message(self.ticket)}]
-        with self._transaction():
+        with self._transaction(progress=True):
             self._save(
                 messages=messages,
                 triage=decision.as_dict(),
@@ -421,7 +423,7 @@ class Runner:
         if self._step_unsaved:
             # The previous step is written before this call is made: a crash during the
             # call repeats this call only, never one that was already answered.
-            with self._transaction():
+            with self._transaction(progress=True):
                 self._save()
         stopped = self._budget_or_corrections(step=step, model=model)
         if stopped is not None:
@@ -502,7 +504,8 @@ class Runner:
         if not ends:
             self._defer_step(advanced, span=span, cost=cost)
             return None
-        with self._transaction():
+        # Progress if the run resolves; an escalation's _end makes it durable.
+        with self._transaction(progress=True):
             # One INSERT for this span and those of a deferred answer (see _answer).
             self._pending_spans.append(span)
             # The step's fields go out with the end's, in one UPDATE (see _end).
@@ -1419,8 +1422,15 @@ class Runner:
         return LeaseLost(self.run.pk)
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, *, progress: bool = False) -> Iterator[None]:
         """One write transaction of the run, sent in one round trip (agentops.db.batch).
+
+        `progress`: a write that only records how far the run got (no ledger row, no
+        escalation, no approval), which need not wait for its WAL flush unless
+        RUN_PROGRESS_DURABLE (write_transaction's durable=False). Lost with a crash of
+        the server, the run is as it was a moment before, and is taken up again by the
+        sweeper: a model call may be made again, never a side effect, whose ledger row
+        is written durably, flushing everything before it.
 
         Its writes go out when the outermost block ends. If they fail (a ledger key
         inserted meanwhile, a lost lease), what the block took from the pending
@@ -1435,7 +1445,7 @@ class Runner:
             self.run.turns_written,
         )
         try:
-            with write_transaction():
+            with write_transaction(durable=not progress or settings.RUN_PROGRESS_DURABLE):
                 yield
                 if self._day_spend_wanted and self.run.status == Run.Status.RUNNING:
                     # Last, after the transaction's own spend_record.
@@ -1495,7 +1505,9 @@ class Runner:
         }
         if divergence is not None:
             fields["divergence"] = divergence
-        with self._transaction():
+        # Resolved, the run has nothing left to do that a repeat would do twice: its
+        # reply is in the ledger. Escalated or failed, a person looks at it.
+        with self._transaction(progress=status == Run.Status.RESOLVED):
             self._update_held(fields)
             self._pending_fields = {}
             self._store([*self._flush_pending_spans(), *(spans or [])])

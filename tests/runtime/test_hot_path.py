@@ -14,6 +14,7 @@ from agentops.bench.runner import statements, write_transactions
 from agentops.models import Effect, Run
 from agentops.runtime.config_cache import TOKEN_SQL, config_cache_clear
 from agentops.runtime.loop import run_advance
+from tests.runtime.conftest import text
 from tests.runtime.helpers import conversation_of_spans, refund_in_ledger
 from traces.models import Span
 
@@ -68,6 +69,10 @@ STATEMENTS = 36
 # its statements one at a time.
 ROUND_TRIPS = 14
 COLD_STATEMENTS = STATEMENTS + 5
+# On PostgreSQL, outside a test's transaction: the claim, the run's beginning, the
+# first model step (saved before the second call) and the resolution are progress,
+# committed without waiting for the WAL flush, each with a statement that says so.
+PROGRESS_COMMITS = 4
 
 
 def _statements_expected(count: int) -> int:
@@ -115,6 +120,59 @@ def test_the_standard_ticket_takes_a_fixed_number_of_statements(warm_process, st
     # The config token comes with the claimed run's row: no read of its own.
     assert sum(q["sql"] == TOKEN_SQL for q in queries) == 0
     assert sum(TOKEN_SQL in q["sql"] for q in queries) == 1
+
+
+_NO_FLUSH = "set_config('synchronous_commit', 'off', true)"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's commits")
+@pytest.mark.django_db(transaction=True)
+def test_only_progress_commits_without_waiting_for_its_flush(warm_process, standard_ticket):
+    status, queries = _run_counted(standard_ticket)
+
+    assert status == Run.Status.RESOLVED
+    unflushed = [q["sql"] for q in queries if _NO_FLUSH in q["sql"]]
+    assert len(unflushed) == PROGRESS_COMMITS, "\n".join(q["sql"][:160] for q in queries)
+    claim, begin, step, resolution = unflushed
+    assert '"lease_owner"' in claim and '"started_at"' in claim
+    assert '"triage"' in begin
+    assert '"model_calls"' in step
+    assert '"finished_at"' in resolution
+    # Never a ledger row, whose commit must be on disk before its side effect.
+    assert not [sql for sql in unflushed if "agentops_effect" in sql]
+    assert statements(queries) == STATEMENTS + PROGRESS_COMMITS
+    assert len(queries) == ROUND_TRIPS
+    assert write_transactions(queries) == WRITE_TRANSACTIONS
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's commits")
+@pytest.mark.django_db(transaction=True)
+def test_every_commit_waits_for_its_flush_when_progress_must_be_durable(
+    warm_process, standard_ticket, settings
+):
+    settings.RUN_PROGRESS_DURABLE = True
+
+    status, queries = _run_counted(standard_ticket)
+
+    assert status == Run.Status.RESOLVED
+    assert not [q["sql"] for q in queries if _NO_FLUSH in q["sql"]]
+    assert statements(queries) == STATEMENTS
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's commits")
+@pytest.mark.django_db(transaction=True)
+def test_an_escalation_at_the_end_waits_for_its_flush(scripted, submit):
+    # The model's turn ends without a reply: the step's save, a progress write, takes
+    # the escalation with it, which a person will read: durable.
+    scripted([text("I give up.")])
+    run = submit("refund")
+
+    status, queries = _run_counted(run)
+
+    assert status == Run.Status.ESCALATED
+    last = queries[-1]["sql"]
+    assert '"finished_at"' in last and '"model_calls"' in last
+    assert _NO_FLUSH not in last
 
 
 def test_a_process_first_ticket_reads_the_admin_tables(standard_ticket):
