@@ -420,63 +420,66 @@ class Latencies:
     running: list[float] = field(default_factory=list)
 
 
-def measure_latency(count: int, *, queue: str) -> Latencies:
-    """Enqueue → resolved, one ticket at a time.
+def measure_latencies(count: int, *, queue: str) -> tuple[Latencies, Latencies]:
+    """Enqueue → done, one ticket at a time, agentops' and the floor's in turn.
 
-    The clock starts as the task is sent (the run's row is written before, as a
-    ticket's run is before it is enqueued); the claim and the end are the run's
-    own started_at and finished_at, stamped by the worker on the same machine.
+    In turn, so that both are timed in the same moments of the machine: on a shared
+    VM, a floor measured after agentops' tickets moved by a millisecond between runs.
     """
-    from agentops.tasks import advance_run
-
-    latencies = Latencies()
-    for run_id in tickets_create(count, tag=uuid.uuid4().hex[:8]):
-        enqueued = timezone.now()
-        advance_run.apply_async((run_id,), queue=queue)
-        run = Run.objects.filter(pk=run_id)
-        _wait(lambda run=run: run.filter(status__in=Run.FINAL_STATUSES).exists(), 60, "a run")
-        started, finished = run.values_list("started_at", "finished_at").get()
-        latencies.total.append((finished - enqueued).total_seconds() * 1000)
-        latencies.to_claim.append((started - enqueued).total_seconds() * 1000)
-        latencies.running.append((finished - started).total_seconds() * 1000)
-    return latencies
-
-
-def measure_floor_latency(count: int, *, queue: str) -> Latencies:
-    """The floor's enqueue → its last row, one ticket at a time, split at its first row.
-
-    What the broker, the pool and five autocommit INSERTs take before any agentops
-    code: the part of agentops' latency the run itself does not add. The rows are
-    stamped by the server (clock_timestamp()), on the same machine's clock.
-    """
-    latencies = Latencies()
+    ours, floor = Latencies(), Latencies()
     # Ticket numbers of their own (the rounds' are below 2e9, the counted one's just
     # above), within the column's integer.
     base = 2_100_000_000 + int(time.time()) % 10_000_000
-    for ticket in range(base, base + count):
+    runs = tickets_create(count, tag=uuid.uuid4().hex[:8])
+    for ticket, run_id in enumerate(runs, start=base):
+        _time_agentops(run_id, queue=queue, into=ours)
+        _time_floor(ticket, queue=queue, into=floor)
+    return ours, floor
+
+
+def _time_agentops(run_id: int, *, queue: str, into: Latencies) -> None:
+    """Enqueue → resolved. The clock starts as the task is sent (the run's row is
+    written before, as a ticket's run is before it is enqueued); the claim and the end
+    are the run's own started_at and finished_at, stamped by the worker on the same
+    machine."""
+    from agentops.tasks import advance_run
+
+    enqueued = timezone.now()
+    advance_run.apply_async((run_id,), queue=queue)
+    run = Run.objects.filter(pk=run_id)
+    _wait(lambda: run.filter(status__in=Run.FINAL_STATUSES).exists(), 60, "a run")
+    started, finished = run.values_list("started_at", "finished_at").get()
+    into.total.append((finished - enqueued).total_seconds() * 1000)
+    into.to_claim.append((started - enqueued).total_seconds() * 1000)
+    into.running.append((finished - started).total_seconds() * 1000)
+
+
+def _time_floor(ticket: int, *, queue: str, into: Latencies) -> None:
+    """The floor's enqueue → its last row, split at its first: what the broker, the pool
+    and five autocommit INSERTs take before any agentops code. The rows are stamped by
+    the server (clock_timestamp()), on the same machine's clock."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT coalesce(max(id), 0) FROM {TABLE}")  # noqa: S608
+        (after,) = cursor.fetchone()
+    enqueued = timezone.now()
+    bench_floor_ticket.apply_async((ticket,), queue=queue)
+
+    def stamps():
+        # By the primary key: the table has no other index, and the floor no index to
+        # keep up for the benchmark's sake.
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT coalesce(max(id), 0) FROM {TABLE}")  # noqa: S608
-            (after,) = cursor.fetchone()
-        enqueued = timezone.now()
-        bench_floor_ticket.apply_async((ticket,), queue=queue)
+            cursor.execute(
+                f"SELECT count(*), min(created_at), max(created_at) FROM {TABLE} "  # noqa: S608
+                "WHERE id > %s AND ticket = %s",
+                [after, ticket],
+            )
+            return cursor.fetchone()
 
-        def stamps(ticket=ticket, after=after):
-            # By the primary key: the table has no other index, and the floor no
-            # index to keep up for the benchmark's sake.
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"SELECT count(*), min(created_at), max(created_at) FROM {TABLE} "  # noqa: S608
-                    "WHERE id > %s AND ticket = %s",
-                    [after, ticket],
-                )
-                return cursor.fetchone()
-
-        _wait(lambda: stamps()[0] >= 5, 60, "a floor ticket")
-        _, first, last = stamps()
-        latencies.total.append((last - enqueued).total_seconds() * 1000)
-        latencies.to_claim.append((first - enqueued).total_seconds() * 1000)
-        latencies.running.append((last - first).total_seconds() * 1000)
-    return latencies
+    _wait(lambda: stamps()[0] >= 5, 60, "a floor ticket")
+    _, first, last = stamps()
+    into.total.append((last - enqueued).total_seconds() * 1000)
+    into.to_claim.append((first - enqueued).total_seconds() * 1000)
+    into.running.append((last - first).total_seconds() * 1000)
 
 
 def percentile(values: list[float], p: float) -> float:

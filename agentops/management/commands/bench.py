@@ -13,8 +13,7 @@ from agentops.bench.runner import (
     Workers,
     measure_agentops,
     measure_floor,
-    measure_floor_latency,
-    measure_latency,
+    measure_latencies,
     median_of,
     one_ticket_counted,
     percentile,
@@ -76,8 +75,7 @@ class Command(BaseCommand):
                 )
             # Read before more tickets go through: checkpoints recycle old WAL.
             wal_tables, wal_missing = _wal_tables(ours[-1], walinspect_missing)
-            latencies = measure_latency(latency_tickets, queue=workers.queue)
-            floor_latencies = measure_floor_latency(latency_tickets, queue=workers.queue)
+            latencies, floor_latencies = measure_latencies(latency_tickets, queue=workers.queue)
             watched = rounds * tickets + latency_tickets
             while watched < rss_tickets:
                 batch = min(tickets, rss_tickets - watched)
