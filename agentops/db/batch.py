@@ -137,7 +137,7 @@ def query(sql: str, params: list, *, durable: bool = True) -> list[tuple]:
     text = sql
     if not durable and _can_skip_flush():
         sent.insert(0, libpq.Sent(_COMMIT_WITHOUT_FLUSH.sql, []))
-        text = _MARKER.format(2) + f"{_COMMIT_WITHOUT_FLUSH.sql};\n{sql}"
+        text = _logged([_COMMIT_WITHOUT_FLUSH.sql, sql])
 
     def send(*_) -> None:
         returned = _on(pg, sent)[-1]
@@ -225,7 +225,7 @@ def _send_pipelined(statements: list[Statement]) -> None:
     try:
         with connection.wrap_database_errors:
             _as_one_query(
-                lambda: _MARKER.format(len(statements)) + ";\n".join(s.sql for s in statements),
+                lambda: _logged([s.sql for s in statements]),
                 send,
             )
     except DatabaseError as exc:
@@ -241,6 +241,12 @@ def _send_pipelined(statements: list[Statement]) -> None:
     for statement, returned in zip(statements, rows, strict=True):
         if statement.returned is not None:
             statement.returned(returned or [])
+
+
+def _logged(sqls: list[str]) -> str:
+    """How Django's log of queries shows a write transaction sent as one query: its
+    statements after a marker saying how many (see statements_in)."""
+    return _MARKER.format(len(sqls)) + ";\n".join(sqls)
 
 
 def _on(pg: psycopg.Connection, sent: list[libpq.Sent]) -> list[list[tuple] | None]:

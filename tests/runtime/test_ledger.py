@@ -1,7 +1,11 @@
 """The ledger's rows: begun before the call, completed after, a success never overwritten."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from agentops.db import hot
+from agentops.db.batch import write_transaction
 from agentops.models import Effect, Run, Ticket
 from agentops.runtime import ledger
 from agentops.runtime.errors import IdempotencyMismatch
@@ -41,3 +45,22 @@ def test_a_succeeded_effect_is_final(run):
         {"id": "re_1"},
         None,
     )
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's commits")
+@pytest.mark.django_db(transaction=True)
+def test_a_ledger_write_makes_the_transaction_it_joins_wait_for_its_flush(run):
+    """A ledger row is on disk before its side effect, even in a block that asked for
+    a commit without a flush (a run's progress): the ledger's own block is durable."""
+    no_flush = "set_config('synchronous_commit', 'off', true)"
+    with CaptureQueriesContext(connection) as progress, write_transaction(durable=False):
+        hot.update_where(Run, {"step_count": 1}, where={"id": run.pk})  # progress only
+    with CaptureQueriesContext(connection) as begun, write_transaction(durable=False):
+        effect, _ = ledger.effect_begin(key="k9", run=run, tool="t", request={"a": 1})
+    with CaptureQueriesContext(connection) as completed, write_transaction(durable=False):
+        ledger.effect_complete(effect, status=Effect.Status.SUCCEEDED, result={"ok": True})
+
+    assert no_flush in progress.captured_queries[-1]["sql"]
+    assert [q for q in begun.captured_queries if no_flush in q["sql"]] == []
+    assert [q for q in completed.captured_queries if no_flush in q["sql"]] == []
+    assert Effect.objects.get(pk=effect.pk).status == Effect.Status.SUCCEEDED
