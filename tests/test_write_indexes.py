@@ -125,6 +125,8 @@ def test_the_columns_a_run_changes_come_last():
     assert columns[0] == "id" and columns[-1] == "reply" and "messages" not in columns
     # Triage, written once, sits before the columns every update changes.
     assert columns.index("triage") < columns.index("tool_results") < columns.index("updated_at")
+    # The status too changes with the claim and the end: with them (migration 0013).
+    assert columns.index("updated_at") < columns.index("status")
 
 
 def test_moving_the_columns_again_keeps_rows_indexes_and_constraints():
@@ -144,9 +146,11 @@ def test_moving_the_columns_again_keeps_rows_indexes_and_constraints():
     with connection.cursor() as cursor:
         # The deferred foreign key checks of the inserts above would block ALTER TABLE.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    # Migration 0008's columns, but the conversation, a column no more (see 0012).
+    # Migration 0008's columns, but the conversation, a column no more (see 0012), then 0013's.
     column_order = importlib.import_module("agentops.migrations.0008_run_column_order")
-    moved = [c for c in column_order.MOVED if c != "messages"]
+    status_last = importlib.import_module("agentops.migrations.0013_run_status_last")
+    moved = [c for c in column_order.MOVED if c not in ("messages", *status_last.MOVED)]
+    moved += status_last.MOVED
     with connection.schema_editor() as editor:
         move_columns_to_end("agentops_run", moved).code(None, editor)
     assert _indexes("agentops_run") == indexes
