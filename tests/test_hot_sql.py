@@ -88,6 +88,19 @@ def test_save_fields_updates_a_saved_row(run):
     )
 
 
+def test_save_fields_with_names_updates_those_columns_only(run):
+    span = _span(run, "d" * 16, input={"a": 1})
+    hot.insert_many([span])
+    span.status, span.input = Span.Status.OK, {"changed": "in memory only"}
+
+    with CaptureQueriesContext(connection) as queries:
+        hot.save_fields(span, ["status"])
+
+    stored = Span.objects.get(pk=span.pk)
+    assert (stored.status, stored.input) == (Span.Status.OK, {"a": 1})
+    assert '"input"' not in queries.captured_queries[-1]["sql"]
+
+
 def test_update_where_matches_equalities_and_is_null(run):
     later = timezone.now() + timedelta(minutes=2)
     held = {"id": run.pk, "lease_owner": "w1", "status": Run.Status.RUNNING}

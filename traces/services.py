@@ -47,6 +47,20 @@ def span_build(
     )
 
 
+# What span_finish sets: all that changes of a span once it is saved started.
+OUTCOME_FIELDS = (
+    "ended_at",
+    "status",
+    "output",
+    "error_class",
+    "error_message",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "attributes",
+)
+
+
 def span_finish(
     span: Span,
     *,

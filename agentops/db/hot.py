@@ -156,10 +156,11 @@ def update_where(
     )
 
 
-def save_fields(obj: models.Model) -> None:
-    """UPDATE every column of a saved instance: what obj.save() does for an existing row."""
+def save_fields(obj: models.Model, names: Iterable[str] | None = None) -> None:
+    """UPDATE the named columns of a saved instance, or every column: what
+    obj.save(update_fields=names) and obj.save() do for an existing row."""
     model = type(obj)
-    fields = _insert_fields(model)
+    fields = _insert_fields(model) if names is None else _named_fields(model, tuple(names))
     pk = model._meta.pk
     db = _db()
     execute(
@@ -171,6 +172,11 @@ def save_fields(obj: models.Model) -> None:
             ],
         )
     )
+
+
+@cache
+def _named_fields(model: type[models.Model], names: tuple[str, ...]) -> tuple[models.Field, ...]:
+    return tuple(model._meta.get_field(name) for name in names)
 
 
 @cache

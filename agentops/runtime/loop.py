@@ -68,7 +68,7 @@ from approvals.services import action_propose
 from traces.logs import run_log_context
 from traces.models import Span
 from traces.otel import trace_export_on_commit
-from traces.services import span_build, span_finish
+from traces.services import OUTCOME_FIELDS, span_build, span_finish
 
 logger = logging.getLogger(__name__)
 
@@ -1382,7 +1382,7 @@ class Runner:
         """Write spans: new ones in one INSERT, started ones updated with their outcome."""
         for span in spans:
             if span.pk is not None:
-                hot.save_fields(span)
+                hot.save_fields(span, OUTCOME_FIELDS)
         hot.insert_many([s for s in spans if s.pk is None])
         if self._corrections is not None:
             for span in spans:
