@@ -274,7 +274,6 @@ def _copy_prefix(*, original: Run, fork: Run, step: int) -> None:
         copies.append(
             Span(
                 run=fork,
-                trace_id=fork.trace_id,
                 span_id=root_id if is_root else new_span_id(),
                 parent_span_id="" if is_root else root_id,
                 step=span.step,

@@ -37,7 +37,6 @@ def run():
 def _span(run, span_id, **fields):
     return Span(
         run=run,
-        trace_id=run.trace_id,
         span_id=span_id,
         kind=Span.Kind.MODEL,
         name="messages.create",

@@ -21,7 +21,7 @@ class SpanAdmin(admin.ModelAdmin):
     ]
     list_filter = ["kind", "status", "error_class"]
     list_select_related = ["run"]
-    search_fields = ["span_id", "trace_id", "name", "run__code"]
+    search_fields = ["span_id", "run__trace_id", "name", "run__code"]
     # Spans outnumber runs by an order of magnitude; skip the full COUNT(*).
     show_full_result_count = False
 

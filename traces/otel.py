@@ -196,7 +196,7 @@ def trace_export(*, run_id: int) -> int:
         from opentelemetry.sdk.resources import Resource
 
         spans = list(Span.objects.filter(run_id=run_id).select_related("run").order_by("id"))
-        spans = [s for s in spans if s.trace_id]
+        spans = [s for s in spans if s.run.trace_id]
         resource = Resource.create({"service.name": settings.OTEL_SERVICE_NAME})
         attributes = run_otel_attributes(spans)
         for span in spans:

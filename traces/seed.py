@@ -78,7 +78,6 @@ TICKET_COLUMNS = [
 ]
 SPAN_COLUMNS = [
     "run_id",
-    "trace_id",
     "span_id",
     "parent_span_id",
     "step",
@@ -112,8 +111,7 @@ def _pick(rng: random.Random, weighted: list[tuple[str, float]]) -> str:
 
 def _span_rows(rng: random.Random, run: dict, model: str) -> Iterator[dict]:
     """The spans of one run, as column dicts, in start order."""
-    trace_id = run["trace_id"]
-    root_id = trace_id[:16]
+    root_id = run["trace_id"][:16]
     t = run["started_at"]
     status = run["status"]
     final = run["finished_at"] is not None
@@ -130,7 +128,6 @@ def _span_rows(rng: random.Random, run: dict, model: str) -> Iterator[dict]:
         ended = started + timedelta(milliseconds=ms)
         rows.append(
             {
-                "trace_id": trace_id,
                 "span_id": f"{rng.getrandbits(64):016x}",
                 "parent_span_id": root_id,
                 "step": step,
@@ -265,7 +262,6 @@ def _span_rows(rng: random.Random, run: dict, model: str) -> Iterator[dict]:
     if final:
         run["finished_at"] = t
     root = {
-        "trace_id": trace_id,
         "span_id": root_id,
         "parent_span_id": "",
         "step": 0,

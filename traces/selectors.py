@@ -261,8 +261,10 @@ def run_spans_list(*, run: Run) -> list[Span]:
 
 
 def span_get(*, run: Run, span_id: str) -> Span:
-    """One span of a run. Raises Span.DoesNotExist."""
-    return Span.objects.get(run=run, span_id=span_id)
+    """One span of a run (with `run` set). Raises Span.DoesNotExist."""
+    span = Span.objects.get(run=run, span_id=span_id)
+    span.run = run
+    return span
 
 
 def span_attempt_count(*, span: Span) -> int:

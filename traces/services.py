@@ -33,7 +33,6 @@ def span_build(
     """A started span, not yet saved."""
     return Span(
         run=run,
-        trace_id=run.trace_id,
         span_id=new_span_id(),
         parent_span_id=parent_span_id,
         kind=kind,

@@ -68,7 +68,6 @@ def make_span(db):
         n = next(counter)
         started = fields.pop("started_at", timezone.now() - timedelta(minutes=4, seconds=-n))
         defaults = {
-            "trace_id": run.trace_id,
             "span_id": f"{n:016x}",
             "kind": Span.Kind.MODEL,
             "name": "messages.create",
