@@ -1,12 +1,16 @@
 """The indexes the hot path writes into are only those its readers need (issue 8)."""
 
 import importlib
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Count
+from django.utils import timezone
 
 from agentops.db.column_order import move_columns_to_end
+from traces.models import STEP_LATENCY_KINDS, Span
 
 pytestmark = [
     pytest.mark.django_db,
@@ -48,9 +52,24 @@ def test_the_tool_search_index_holds_tool_spans_only():
     assert "'model'" not in definition
 
 
-def test_the_step_latency_index_holds_ended_spans_only():
+def test_the_step_latency_index_holds_ended_spans_of_the_timed_kinds_only():
     definition = _indexes("traces_span")["span_kind_started"]
-    assert "btree (kind, started_at, ended_at) WHERE (ended_at IS NOT NULL)" in definition
+    assert "btree (kind, started_at, ended_at) WHERE ((ended_at IS NOT NULL)" in definition
+    for kind in STEP_LATENCY_KINDS:
+        assert f"'{kind}'" in definition
+    for kind in ("policy", "run", "approval", "reply"):
+        assert f"'{kind}'" not in definition
+
+
+def test_the_dashboard_times_steps_from_the_step_latency_index():
+    now = timezone.now()
+    spans = Span.objects.filter(started_at__gte=now - timedelta(days=1), started_at__lt=now)
+    ended = spans.filter(kind__in=STEP_LATENCY_KINDS, ended_at__isnull=False)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+    plan = ended.values("kind").annotate(n=Count("*")).explain()
+    assert "Index Only Scan using span_kind_started" in plan, plan
 
 
 @pytest.mark.parametrize("column", ["replay_of_id", "requested_by_id", "prompt_version_id"])

@@ -36,7 +36,7 @@ from agentops.models import Run
 from agentops.reconciliation import reconciliation_report
 from agentops.runtime.budget import day_spend
 from approvals.models import PendingAction
-from traces.models import Span
+from traces.models import STEP_LATENCY_KINDS, Span
 
 logger = logging.getLogger(__name__)
 
@@ -121,9 +121,6 @@ def _percentiles(queryset, started: str, ended: str) -> tuple[int, float | None,
     return len(values), at(0.5), at(0.99)
 
 
-STEP_KINDS = [Span.Kind.MODEL, Span.Kind.TOOL, Span.Kind.VALIDATE, Span.Kind.TRIAGE]
-
-
 def _step_percentiles(spans, kinds) -> dict[str, tuple[int, float | None, float | None]]:
     """(count, p50, p99) of span durations per kind, in one grouped query on PostgreSQL."""
     ended = spans.filter(kind__in=kinds, ended_at__isnull=False)
@@ -199,8 +196,8 @@ def _dashboard(*, since: datetime, until: datetime) -> Dashboard:
     latencies.append(Latency("Whole run", n, p50, p99))
     # span_kind_started (covering ended_at) serves the range: one index-only pass per kind.
     spans = Span.objects.filter(started_at__gte=since, started_at__lt=until)
-    steps = _step_percentiles(spans, STEP_KINDS)
-    for kind in STEP_KINDS:
+    steps = _step_percentiles(spans, STEP_LATENCY_KINDS)
+    for kind in STEP_LATENCY_KINDS:
         n, p50, p99 = steps.get(kind, (0, None, None))
         latencies.append(Latency(f"Step: {Span.Kind(kind).label}", n, p50, p99))
 

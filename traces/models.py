@@ -5,6 +5,8 @@ from django.db.models import Q
 
 # The kinds of span a tool call writes: the trace search's "used tool X" looks at these.
 TOOL_SPAN_KINDS = ["validate", "policy", "approval", "tool"]
+# The kinds of span whose durations the dashboard shows (in this order).
+STEP_LATENCY_KINDS = ["model", "tool", "validate", "triage"]
 
 
 class Span(models.Model):
@@ -81,11 +83,12 @@ class Span(models.Model):
             ),
             # The dashboard's step latency: durations of one kind's spans started in a
             # range, read from the index alone (ended_at is its last column).
-            # Partial: a span written before an outside call enters it when it ends.
+            # Partial: a span written before an outside call enters it when it ends, and
+            # the kinds the dashboard does not show (policy, run, ...) never do.
             models.Index(
                 fields=["kind", "started_at", "ended_at"],
                 name="span_kind_started",
-                condition=Q(ended_at__isnull=False),
+                condition=Q(ended_at__isnull=False, kind__in=STEP_LATENCY_KINDS),
             ),
             # The dashboard's errors per day: failed spans started in a range, by class.
             models.Index(
