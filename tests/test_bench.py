@@ -93,6 +93,36 @@ def test_the_wal_of_a_write_is_put_on_its_table_and_its_indexes():
     assert tables["agentops_ticket"].indexes > 0  # its primary key and code, at least
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_wal_of_commits_not_flushed_yet_is_read_too():
+    """A round ends with runs' progress commits, which do not wait for the WAL flush: the
+    round's last position may be past the flushed WAL when its tables are read."""
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_walinspect is PostgreSQL's")
+    if (missing := walinspect_enable()) is not None:
+        pytest.skip(missing)
+    from agentops.models import Ticket
+
+    def insert_position() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
+            return cursor.fetchone()[0]
+
+    start = insert_position()
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit = off")
+    try:
+        Ticket.objects.bulk_create(
+            [Ticket(customer_email=f"late{i}@example.com", subject="s", body="b") for i in range(20)]
+        )
+        end = insert_position()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET synchronous_commit")
+    tables = {t.table: t for t in wal_by_table(start, end)}
+    assert tables["agentops_ticket"].heap > 20 * 40
+
+
 @pytest.mark.django_db
 def test_the_server_clock_counts_a_backend_that_exited_during_the_round():
     """A worker's connection replaced mid-round (CONN_MAX_AGE) still counts: its time is

@@ -21,6 +21,7 @@ work on. Both breakdowns are read around one round, on the same machine:
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,16 +173,26 @@ class TableWal:
         return self.heap + self.indexes
 
 
+def _flushed_to(cursor, lsn: str, *, timeout: float = 10.0) -> None:
+    """Wait until the WAL up to `lsn` is flushed: pg_walinspect reads only that ("cannot
+    accept future end LSN"). The round's last commits flushed nothing (a run's progress
+    commits without a flush) and a commit that wrote nothing else does not flush either;
+    the WAL writer flushes them within its delay (wal_writer_delay, 200 ms by default)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        cursor.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", [lsn])
+        if cursor.fetchone()[0] or time.monotonic() > deadline:
+            return  # past the deadline, pg_walinspect's own error says what is missing
+        time.sleep(0.05)
+
+
 def wal_by_table(start: str, end: str) -> list[TableWal]:
     """WAL bytes between two positions by table, largest first (see the module doc).
 
     Raises DatabaseError when the WAL is no longer there (recycled after checkpoints).
     """
     with connection.cursor() as cursor:
-        # pg_walinspect reads only what is flushed, and the round's last records may not
-        # be yet ("cannot accept future end LSN"): a transaction that takes an id
-        # commits, and its commit flushes every record before it.
-        cursor.execute("SELECT pg_current_xact_id()")
+        _flushed_to(cursor, end)
         cursor.execute(_WAL_BY_RELATION, [start, end])
         by_node = {node: (size, full) for node, size, full in cursor.fetchall()}
         nodes = [node for node in by_node if node is not None]
