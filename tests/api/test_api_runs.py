@@ -34,9 +34,7 @@ def run() -> Run:
 
 def add_span(run: Run, n: int, *, at, **fields) -> Span:
     values = {"kind": Span.Kind.MODEL, "name": "messages.create", "status": Span.Status.OK}
-    return Span.objects.create(
-        run=run, span_id=f"{n:016x}", started_at=at, **(values | fields)
-    )
+    return Span.objects.create(run=run, span_id=f"{n:016x}", started_at=at, **(values | fields))
 
 
 def add_effect(run: Run, key: str, **fields) -> Effect:
