@@ -71,24 +71,30 @@ def test_it_prints_throughput_latency_writes_and_memory_against_the_floor(capsys
         assert "WAL per ticket by table: unavailable" in out
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_wal_of_a_write_is_put_on_its_table_and_its_indexes():
+def _walinspect_or_skip() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("pg_walinspect is PostgreSQL's")
     if (missing := walinspect_enable()) is not None:
         pytest.skip(missing)
+
+
+def _wal_position(which: str = "lsn") -> str:
+    """pg_current_wal_lsn (written) or pg_current_wal_insert_lsn (inserted)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_current_wal_{which}()::text")  # noqa: S608 - ours
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_wal_of_a_write_is_put_on_its_table_and_its_indexes():
+    _walinspect_or_skip()
     from agentops.models import Ticket
 
-    def position() -> str:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_current_wal_lsn()::text")
-            return cursor.fetchone()[0]
-
-    start = position()
+    start = _wal_position()
     Ticket.objects.bulk_create(
         [Ticket(customer_email=f"wal{i}@example.com", subject="s", body="b") for i in range(50)]
     )
-    tables = {t.table: t for t in wal_by_table(start, position())}
+    tables = {t.table: t for t in wal_by_table(start, _wal_position())}
     assert tables["agentops_ticket"].heap > 50 * 40  # fifty rows of the table
     assert tables["agentops_ticket"].indexes > 0  # its primary key and code, at least
 
@@ -97,24 +103,16 @@ def test_the_wal_of_a_write_is_put_on_its_table_and_its_indexes():
 def test_the_wal_of_commits_not_flushed_yet_is_read_too():
     """A round ends with runs' progress commits, which do not wait for the WAL flush: the
     round's last position may be past the flushed WAL when its tables are read."""
-    if connection.vendor != "postgresql":
-        pytest.skip("pg_walinspect is PostgreSQL's")
-    if (missing := walinspect_enable()) is not None:
-        pytest.skip(missing)
+    _walinspect_or_skip()
     from agentops.models import Ticket
 
-    def insert_position() -> str:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
-            return cursor.fetchone()[0]
-
-    start = insert_position()
+    start = _wal_position("insert_lsn")
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit = off")
     try:
         late = [Ticket(customer_email=f"late{i}@example.com", subject="s") for i in range(20)]
         Ticket.objects.bulk_create(late)
-        end = insert_position()
+        end = _wal_position("insert_lsn")
     finally:
         with connection.cursor() as cursor:
             cursor.execute("RESET synchronous_commit")
