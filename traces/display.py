@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from traces.models import Span
+from traces.payloads import span_input, span_output
 
 # A payload longer than this is not sent with the span: it is loaded when opened.
 PART_INLINE_CHARS = 4000
@@ -217,9 +218,13 @@ PART_LABELS: dict[str, dict[str, str]] = {
 }
 
 
+def _attributes(span: Span) -> Any:
+    return span.attributes
+
+
 def span_part(span: Span, name: str) -> Part | None:
     """The named payload of a span, or None when it is empty."""
-    value = {"input": span.input, "output": span.output, "attributes": span.attributes}[name]
+    value = {"input": span_input, "output": span_output, "attributes": _attributes}[name](span)
     if value in (None, "", {}, []):
         return None
     label = PART_LABELS.get(span.kind, {}).get(name, name.capitalize())
@@ -263,7 +268,7 @@ def span_as_dict(span: Span) -> dict[str, Any]:
         "input_tokens": span.input_tokens,
         "output_tokens": span.output_tokens,
         "cost": str(span.cost),
-        "input": span.input,
-        "output": span.output,
+        "input": span_input(span),
+        "output": span_output(span),
         "attributes": span.attributes,
     }

@@ -68,6 +68,7 @@ from approvals.services import action_propose
 from traces.logs import run_log_context
 from traces.models import Span
 from traces.otel import trace_export_on_commit
+from traces.payloads import turn_ref, turns_ref
 from traces.services import OUTCOME_FIELDS, span_build, span_finish
 
 logger = logging.getLogger(__name__)
@@ -431,6 +432,7 @@ class Runner:
         conversation = list(run.messages)
         if run.tool_results:
             conversation.append({"role": "user", "content": list(run.tool_results)})
+        sent_new = _sent_new(conversation)
         recorded = self.replay.model_client(step=step, model=model) if self.replay else None
         client = recorded or get_model_client(model)
         prompt = prompt_for(run.prompt_version)
@@ -451,7 +453,7 @@ class Runner:
                 name="messages.create",
                 step=step,
                 model=model,
-                span_input={"messages": _sent_new(conversation)},
+                span_input={"messages": sent_new},
                 call=call,
                 # No side effect: the span is written once, with the step it belongs to.
                 open_first=False,
@@ -471,9 +473,14 @@ class Runner:
         cost = model_cost(model, usage)
         reviewed = review_response(response, taken_ids=tool_use_ids(run.messages))
         assistant = {"role": "assistant", "content": reviewed.content}
+        # The messages sent and the answer are turns written with this span: it says
+        # which (traces.payloads), rather than hold them again. A failed attempt's
+        # span, written without them, keeps its copy.
+        if sent_new:
+            span.input = turns_ref(len(conversation) - len(sent_new), len(conversation) - 1)
         span_finish(
             span,
-            output={"content": assistant["content"], "stop_reason": response.stop_reason},
+            output=turn_ref(len(conversation), stop_reason=response.stop_reason),
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cost=cost,

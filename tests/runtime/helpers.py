@@ -3,6 +3,7 @@ or another run's, and a run's conversation as its model spans recorded it."""
 
 from agentops.models import Effect
 from agentops.runtime import ledger
+from traces.payloads import span_input, span_output
 
 
 def refund_in_ledger(*, run, resolved, refund_id: str) -> Effect:
@@ -29,10 +30,13 @@ def refund_in_ledger(*, run, resolved, refund_id: str) -> Effect:
 
 
 def conversation_of_spans(run) -> list[dict]:
-    """A model span's input is what its call sent new; its output, the model's turn."""
+    """A model span's input is what its call sent new; its output, the model's turn
+    (as the trace reads them: traces.payloads)."""
     rebuilt = []
     for span in run.spans.filter(kind="model").order_by("step"):
-        assert all(m["role"] == "user" for m in span.input["messages"])
-        rebuilt += span.input["messages"]
-        rebuilt.append({"role": "assistant", "content": span.output["content"]})
+        span.run = run
+        sent, answer = span_input(span), span_output(span)
+        assert all(m["role"] == "user" for m in sent["messages"])
+        rebuilt += sent["messages"]
+        rebuilt.append({"role": "assistant", "content": answer["content"]})
     return rebuilt

@@ -1,0 +1,91 @@
+"""A model span says which turns of the run it sent and answered; the trace reads them.
+
+The messages a call sent and the model's answer are written once, as the run's turns;
+the span that records the call points at them (traces.payloads), and every reader of
+the trace sees them redacted, as when the span held a redacted copy.
+"""
+
+import pytest
+
+from agentops.integrations.errors import ProviderUnavailable
+from agentops.models import Run
+from agentops.runtime.loop import run_advance
+from tests.runtime.conftest import text
+from traces.display import span_as_dict, span_part
+from traces.models import Span
+from traces.payloads import UNAVAILABLE, span_input, span_output
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "sk-ant-api03-abcdefghijklmnop"
+
+
+def _model_spans(run: Run) -> list[Span]:
+    spans = list(run.spans.filter(kind=Span.Kind.MODEL, name="messages.create").order_by("id"))
+    for span in spans:
+        span.run = run
+    return spans
+
+
+def test_a_model_span_stores_where_its_turns_are_not_the_turns(refund_ticket):
+    run = refund_ticket()
+    assert run_advance(run_id=run.pk, worker="w") == Run.Status.RESOLVED
+    run = Run.objects.get(pk=run.pk)
+
+    spans = _model_spans(run)
+    assert len(spans) == 4
+    assistants = [i for i, m in enumerate(run.messages) if m["role"] == "assistant"]
+    first = 0
+    for span, answer in zip(spans, assistants, strict=True):
+        assert span.input == {"turns": [first, answer - 1]}
+        assert span.output == {"turn": answer, "stop_reason": span.attributes["stop_reason"]}
+        first = answer + 1
+
+
+def test_the_trace_reads_a_model_span_s_turns_redacted(submit, scripted):
+    scripted([text("Thanks, I will look into it.")])
+    run = submit(f"My key {SECRET} was charged twice. Please refund.")
+    run_advance(run_id=run.pk, worker="w")
+    run = Run.objects.get(pk=run.pk)
+    # The conversation holds what the customer wrote, for the model.
+    assert SECRET in run.messages[0]["content"]
+
+    (span,) = _model_spans(run)
+    assert SECRET not in str(span.input) + str(span.output)  # a reference, no copy
+    sent = span_input(span)["messages"]
+    assert len(sent) == 1 and "[REDACTED secret]" in sent[0]["content"]
+    assert span_output(span) == {
+        "content": [text("Thanks, I will look into it.")],
+        "stop_reason": "end_turn",
+    }
+    shown = span_as_dict(span)
+    assert shown["input"] == {"messages": sent} and SECRET not in str(shown)
+    part = span_part(span, "input")
+    assert part.shape == "messages" and "[REDACTED secret]" in part.text
+    assert SECRET not in part.text
+
+
+def test_a_failed_call_s_span_keeps_a_copy_of_what_it_sent(submit, scripted):
+    scripted(ProviderUnavailable("503", status_code=503), [text("Done.")])
+    run = submit("Where is my parcel?")
+    run_advance(run_id=run.pk, worker="w")
+    run = Run.objects.get(pk=run.pk)
+
+    failed, answered = _model_spans(run)
+    assert failed.error_class and failed.input == {"messages": [run.messages[0]]}
+    assert answered.input == {"turns": [0, 0]}
+    assert span_input(failed) == span_input(answered)
+
+
+def test_turns_the_run_no_longer_holds_are_said_to_be_unavailable(submit):
+    run = submit("Where is my parcel?")
+    span = Span(run=run, kind=Span.Kind.MODEL, input={"turns": [0, 4]})
+    span.output = {"turn": 5, "stop_reason": "end_turn"}
+
+    assert span_input(span)["unavailable"] == UNAVAILABLE
+    assert span_output(span)["unavailable"] == UNAVAILABLE
+    # Other spans' payloads, and a model span's copy, are read as stored.
+    copy = Span(run=run, kind=Span.Kind.MODEL, input={"messages": []}, output={"turn": 0})
+    assert span_input(copy) == {"messages": []} and span_output(copy) == {"turn": 0}
+    tool = Span(run=run, kind=Span.Kind.TOOL, input={"turns": [0, 0]})
+    assert span_input(tool) == {"turns": [0, 0]}

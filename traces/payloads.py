@@ -1,0 +1,71 @@
+"""A span's input and output as recorded, with a model span's turns read from its run.
+
+What a model call sent and what the model answered are turns of the run's
+conversation (agentops_turn), written in the same transaction as the call's span.
+A model span whose call succeeded stores where they are, not a second copy (issue 8:
+the copies were ~2 KB of a ticket's WAL): its input {"turns": [first, last]}, the
+messages the call sent that no earlier span holds, and its output {"turn": n,
+"stop_reason": ...}, the model's turn. They are read back here and redacted as a
+copy was when it was written, so every reader of a span (the trace page, its JSON,
+the download) sees what it saw before. A failed call's span keeps its copy: the
+turns it sent may never be written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traces.models import Span
+from traces.redact import redact
+
+# What a reader gets when the run's turns no longer hold what a span points at.
+UNAVAILABLE = "the run's conversation no longer holds these turns"
+
+
+def turns_ref(first: int, last: int) -> dict:
+    """A model span's input: the run's turns first..last (inclusive)."""
+    return {"turns": [first, last]}
+
+
+def turn_ref(turn: int, *, stop_reason: str | None) -> dict:
+    """A model span's output: the model's answer is the run's turn `turn`."""
+    return {"turn": turn, "stop_reason": stop_reason}
+
+
+def _is_turns_ref(value: Any) -> bool:
+    if not (isinstance(value, dict) and set(value) == {"turns"}):
+        return False
+    bounds = value["turns"]
+    return isinstance(bounds, list) and len(bounds) == 2 and all(type(b) is int for b in bounds)
+
+
+def _is_turn_ref(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and set(value) == {"turn", "stop_reason"}
+        and type(value["turn"]) is int
+    )
+
+
+def span_input(span: Span) -> Any:
+    """The span's input; a model span's as {"messages": [...]}, read from its run's turns."""
+    value = span.input
+    if span.kind != Span.Kind.MODEL or not _is_turns_ref(value):
+        return value
+    first, last = value["turns"]
+    messages = span.run.messages
+    if not 0 <= first <= last < len(messages):
+        return {**value, "unavailable": UNAVAILABLE}
+    return {"messages": redact(messages[first : last + 1])}
+
+
+def span_output(span: Span) -> Any:
+    """The span's output; a model span's as {"content": [...], "stop_reason": ...}."""
+    value = span.output
+    if span.kind != Span.Kind.MODEL or not _is_turn_ref(value):
+        return value
+    messages = span.run.messages
+    turn = value["turn"]
+    if not 0 <= turn < len(messages) or messages[turn].get("role") != "assistant":
+        return {**value, "unavailable": UNAVAILABLE}
+    return {"content": redact(messages[turn].get("content")), "stop_reason": value["stop_reason"]}
