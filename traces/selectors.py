@@ -11,7 +11,7 @@ from uuid import UUID
 from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet
 
 from agentops.models import Effect, Run
-from traces.models import TOOL_SPAN_KINDS, Span
+from traces.models import TOOL_CALL_KIND, Span
 
 RUNS_PAGE_SIZE = 50
 
@@ -131,11 +131,9 @@ def run_search(*, filters: RunFilters) -> QuerySet[Run]:
             Exists(Span.objects.filter(run=OuterRef("pk"), error_class=filters.error_class))
         )
     if filters.tool:
-        # Served by span_name_run, whose condition is this very kind list.
+        # Served by span_name_run, whose condition is this very kind.
         runs = runs.filter(
-            Exists(
-                Span.objects.filter(run=OuterRef("pk"), name=filters.tool, kind__in=TOOL_SPAN_KINDS)
-            )
+            Exists(Span.objects.filter(run=OuterRef("pk"), name=filters.tool, kind=TOOL_CALL_KIND))
         )
     if filters.sort == "duration":
         runs = runs.filter(finished_at__isnull=False, started_at__isnull=False)

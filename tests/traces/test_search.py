@@ -45,13 +45,19 @@ def test_it_rejects_an_unknown_error_class(lead_client):
     assert b"error_class" in response.content
 
 
+def tool_call(make_span, run, name: str, **fields) -> None:
+    """A tool call's spans as the runtime writes them: its validation, then the call."""
+    make_span(run, kind=Span.Kind.VALIDATE, name=name)
+    make_span(run, kind=Span.Kind.TOOL, name=name, **fields)
+
+
 def test_it_filters_by_a_tool_the_run_validated_or_called(lead_client, make_run, make_span):
     refund = make_run(subject="Refunded")
-    make_span(refund, kind=Span.Kind.TOOL, name="issue_refund")
+    tool_call(make_span, refund, "issue_refund")
     rejected = make_run(subject="Refund failed validation")
     make_span(rejected, kind=Span.Kind.VALIDATE, name="issue_refund", error_class="validation")
     lookup = make_run(subject="Looked up only")
-    make_span(lookup, kind=Span.Kind.TOOL, name="lookup_order")
+    tool_call(make_span, lookup, "lookup_order")
     # A model span that happens to carry the tool's name is not a use of the tool.
     make_span(make_run(subject="Model only"), kind=Span.Kind.MODEL, name="issue_refund")
 
@@ -143,9 +149,9 @@ def test_it_rejects_a_negative_cost(lead_client):
 
 def test_it_combines_filters(lead_client, make_run, make_span):
     hit = make_run(Run.Status.FAILED, subject="Hit", model="claude-sonnet-4-5")
-    make_span(hit, kind=Span.Kind.TOOL, name="issue_refund", error_class="terminal")
+    tool_call(make_span, hit, "issue_refund", error_class="terminal")
     miss = make_run(Run.Status.FAILED, subject="Wrong model", model="offline")
-    make_span(miss, kind=Span.Kind.TOOL, name="issue_refund", error_class="terminal")
+    tool_call(make_span, miss, "issue_refund", error_class="terminal")
     params = {
         "status": "failed",
         "model": "claude-sonnet-4-5",
@@ -231,7 +237,7 @@ def test_it_pages_a_filtered_list_in_order(make_run, make_span):
     for i in range(9):
         run = make_run(created_at=base + timedelta(minutes=i))
         if i % 2 == 0:
-            make_span(run, kind=Span.Kind.TOOL, name="issue_refund")
+            tool_call(make_span, run, "issue_refund")
             expected.append(run.pk)
     forward, backward = walk(RunFilters(tool="issue_refund"), size=2)
     assert forward == list(reversed(expected))
