@@ -1,12 +1,14 @@
-"""A span's input and output as recorded, with a model span's turns read from its run.
+"""A span's input and output as recorded, with what its run already holds read from it.
 
 What a model call sent and what the model answered are turns of the run's
 conversation (agentops_turn), written in the same transaction as the call's span.
 A model span whose call succeeded stores where they are, not a second copy (issue 8:
 the copies were ~2 KB of a ticket's WAL): its input {"turns": [first, last]}, the
 messages the call sent that no earlier span holds, and its output {"turn": n,
-"stop_reason": ...}, the model's turn. They are read back here and redacted as a
-copy was when it was written, so every reader of a span (the trace page, its JSON,
+"stop_reason": ...}, the model's turn. Likewise the triage span: it read the
+ticket's subject and body ({"ticket": ["subject", "body"]}) and decided the run's
+triage, written with it ({"run": "triage"}). They are read back here and redacted as
+a copy was when it was written, so every reader of a span (the trace page, its JSON,
 the download) sees what it saw before. A failed call's span keeps its copy: the
 turns it sent may never be written.
 """
@@ -32,6 +34,11 @@ def turn_ref(turn: int, *, stop_reason: str | None) -> dict:
     return {"turn": turn, "stop_reason": stop_reason}
 
 
+# A triage span's input and output: what the ticket and the run hold.
+TICKET_TEXT = {"ticket": ["subject", "body"]}
+RUN_TRIAGE = {"run": "triage"}
+
+
 def _is_turns_ref(value: Any) -> bool:
     if not (isinstance(value, dict) and set(value) == {"turns"}):
         return False
@@ -50,6 +57,9 @@ def _is_turn_ref(value: Any) -> bool:
 def span_input(span: Span) -> Any:
     """The span's input; a model span's as {"messages": [...]}, read from its run's turns."""
     value = span.input
+    if span.kind == Span.Kind.TRIAGE and value == TICKET_TEXT:
+        ticket = span.run.ticket
+        return {"subject": redact(ticket.subject), "body": redact(ticket.body)}
     if span.kind != Span.Kind.MODEL or not _is_turns_ref(value):
         return value
     first, last = value["turns"]
@@ -62,6 +72,8 @@ def span_input(span: Span) -> Any:
 def span_output(span: Span) -> Any:
     """The span's output; a model span's as {"content": [...], "stop_reason": ...}."""
     value = span.output
+    if span.kind == Span.Kind.TRIAGE and value == RUN_TRIAGE:
+        return redact(span.run.triage)
     if span.kind != Span.Kind.MODEL or not _is_turn_ref(value):
         return value
     messages = span.run.messages

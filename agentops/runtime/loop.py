@@ -68,7 +68,7 @@ from approvals.services import action_propose
 from traces.logs import run_log_context
 from traces.models import Span
 from traces.otel import trace_export_on_commit
-from traces.payloads import turn_ref, turns_ref
+from traces.payloads import RUN_TRIAGE, TICKET_TEXT, turn_ref, turns_ref
 from traces.services import OUTCOME_FIELDS, span_build, span_finish
 
 logger = logging.getLogger(__name__)
@@ -382,12 +382,14 @@ class Runner:
             name="triage",
             step=0,
             model=decision.model,
-            input={"subject": self.ticket.subject, "body": self.ticket.body},
+            # The ticket's text and the run's triage, written with this span: it says so
+            # rather than hold them again (traces.payloads).
+            input=TICKET_TEXT,
             parent_span_id=root.span_id,
         )
         span_finish(
             triage,
-            output=decision.as_dict(),
+            output=RUN_TRIAGE,
             attributes={"route": decision.route_model, **decision.attributes},
             input_tokens=decision.input_tokens,
             output_tokens=decision.output_tokens,

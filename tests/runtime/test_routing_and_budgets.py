@@ -17,6 +17,7 @@ from agentops.runtime.pricing import model_cost
 from agentops.runtime.triage import route_choose
 from tests.runtime.conftest import text, tool_use
 from traces.models import Span
+from traces.payloads import span_output
 
 pytestmark = pytest.mark.django_db
 
@@ -84,11 +85,12 @@ def test_the_triage_span_holds_the_decision_and_its_reason(make_order, submit):
     run = advance(submit(f"Refund {order.order_id} please"))
 
     triage = run.spans.get(kind="triage")
+    decided = span_output(triage)  # the run's triage, as the trace shows it
     assert triage.model == "offline"
-    assert triage.output["intent"] == "refund" and triage.output["ambiguous"] is False
-    assert triage.output["amount_at_stake_cents"] == 25000  # from the order, none was named
-    assert triage.output["route"] == "High-value refunds"
-    assert "High-value refunds" in triage.output["reason"]
+    assert decided["intent"] == "refund" and decided["ambiguous"] is False
+    assert decided["amount_at_stake_cents"] == 25000  # from the order, none was named
+    assert decided["route"] == "High-value refunds"
+    assert "High-value refunds" in decided["reason"]
     assert run.triage["route_model"] == run.model == "offline"
 
 
@@ -105,8 +107,9 @@ def test_a_failing_triage_model_falls_back_to_rules_and_loses_nothing(
     run = advance(submit("Where is my parcel?"))
 
     triage = run.spans.get(kind="triage")
-    assert triage.output["classified_by"] == "rules"
-    assert "triage model failed" in triage.output["reason"]
+    decided = span_output(triage)  # the run's triage, as the trace shows it
+    assert decided["classified_by"] == "rules"
+    assert "triage model failed" in decided["reason"]
     assert run.status == Run.Status.RESOLVED, run.outcome_reason
 
 
@@ -283,7 +286,5 @@ def test_a_spent_day_escalates_a_new_run_with_the_reason(scripted, submit, setti
     assert "spent today of the daily $1.0000" in run.outcome_reason
     assert model.calls == []
     triage = run.spans.get(kind="triage")
-    assert (
-        triage.output["classified_by"] == "rules"
-        and "no triage model call" in (triage.output["reason"])
-    )
+    decided = span_output(triage)  # the run's triage, as the trace shows it
+    assert decided["classified_by"] == "rules" and "no triage model call" in (decided["reason"])

@@ -89,3 +89,20 @@ def test_turns_the_run_no_longer_holds_are_said_to_be_unavailable(submit):
     assert span_input(copy) == {"messages": []} and span_output(copy) == {"turn": 0}
     tool = Span(run=run, kind=Span.Kind.TOOL, input={"turns": [0, 0]})
     assert span_input(tool) == {"turns": [0, 0]}
+
+
+def test_the_triage_span_reads_the_ticket_and_the_run_s_triage(submit, scripted):
+    scripted([text("Thanks, I will look into it.")])
+    run = submit(f"My key {SECRET} was charged twice. Please refund.", subject="Charged twice")
+    run_advance(run_id=run.pk, worker="w")
+    run = Run.objects.select_related("ticket").get(pk=run.pk)
+
+    span = run.spans.get(kind=Span.Kind.TRIAGE)
+    span.run = run
+    assert span.input == {"ticket": ["subject", "body"]} and span.output == {"run": "triage"}
+    shown = span_as_dict(span)
+    assert shown["input"] == {
+        "subject": "Charged twice",
+        "body": "My key [REDACTED secret] was charged twice. Please refund.",
+    }
+    assert shown["output"] == run.triage and run.triage["intent"]
