@@ -5,12 +5,13 @@ conversation (agentops_turn), written in the same transaction as the call's span
 A model span whose call succeeded stores where they are, not a second copy (issue 8:
 the copies were ~2 KB of a ticket's WAL): its input {"turns": [first, last]}, the
 messages the call sent that no earlier span holds, and its output {"turn": n,
-"stop_reason": ...}, the model's turn. Likewise the triage span: it read the
-ticket's subject and body ({"ticket": ["subject", "body"]}) and decided the run's
-triage, written with it ({"run": "triage"}). They are read back here and redacted as
-a copy was when it was written, so every reader of a span (the trace page, its JSON,
-the download) sees what it saw before. A failed call's span keeps its copy: the
-turns it sent may never be written.
+"stop_reason": ...}, the model's turn. A validation span's input is the tool call's
+id only: the arguments as the model sent them are in that turn. Likewise the triage
+span: it read the ticket's subject and body ({"ticket": ["subject", "body"]}) and
+decided the run's triage, written with it ({"run": "triage"}). They are read back
+here and redacted as a copy was when it was written, so every reader of a span (the
+trace page, its JSON, the download) sees what it saw before. A failed call's span
+keeps its copy: the turns it sent may never be written.
 """
 
 from __future__ import annotations
@@ -54,9 +55,28 @@ def _is_turn_ref(value: Any) -> bool:
     )
 
 
+def _tool_use(messages: list[dict], tool_use_id: str) -> dict | None:
+    for message in reversed(messages):
+        content = message.get("content") if message.get("role") == "assistant" else None
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("id") == tool_use_id:
+                return block
+    return None
+
+
 def span_input(span: Span) -> Any:
-    """The span's input; a model span's as {"messages": [...]}, read from its run's turns."""
+    """The span's input, with what it points at read from its run: a model span's
+    messages, a validation span's arguments, the triage's ticket text."""
     value = span.input
+    if (
+        span.kind == Span.Kind.VALIDATE
+        and isinstance(value, dict)
+        and set(value) == {"tool_use_id"}
+    ):
+        block = _tool_use(span.run.messages, value["tool_use_id"])
+        if block is None:
+            return {**value, "unavailable": UNAVAILABLE}
+        return {**value, "input": redact(block.get("input"))}
     if span.kind == Span.Kind.TRIAGE and value == TICKET_TEXT:
         ticket = span.run.ticket
         return {"subject": redact(ticket.subject), "body": redact(ticket.body)}

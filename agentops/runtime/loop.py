@@ -590,7 +590,9 @@ class Runner:
             kind=Span.Kind.VALIDATE,
             name=name or "(no name)",
             step=step,
-            input={"tool_use_id": tool_use.get("id"), "input": raw_input},
+            # The arguments as sent are in the model's turn, written with this span
+            # (traces.payloads reads them from there).
+            input={"tool_use_id": tool_use.get("id")},
             attributes={"tool": name},
         )
         tool = TOOLS.get(name)

@@ -10,7 +10,7 @@ import pytest
 from agentops.integrations.errors import ProviderUnavailable
 from agentops.models import Run
 from agentops.runtime.loop import run_advance
-from tests.runtime.conftest import text
+from tests.runtime.conftest import text, tool_use
 from traces.display import span_as_dict, span_part
 from traces.models import Span
 from traces.payloads import UNAVAILABLE, span_input, span_output
@@ -106,3 +106,21 @@ def test_the_triage_span_reads_the_ticket_and_the_run_s_triage(submit, scripted)
         "body": "My key [REDACTED secret] was charged twice. Please refund.",
     }
     assert shown["output"] == run.triage and run.triage["intent"]
+
+
+def test_a_validation_span_reads_the_arguments_from_the_model_s_turn(submit, scripted):
+    sent = {"order_id": "ORD-404", "note": f"key {SECRET}"}
+    scripted([tool_use("lookup_order", sent, id="toolu_lookup_1")], [text("No such order.")])
+    run = submit("Where is my parcel?")
+    run_advance(run_id=run.pk, worker="w")
+    run = Run.objects.get(pk=run.pk)
+
+    span = run.spans.get(kind=Span.Kind.VALIDATE)
+    span.run = run
+    assert span.error_class  # refused, and written all the same with what was sent
+    assert span.input == {"tool_use_id": "toolu_lookup_1"}
+    assert span_input(span) == {
+        "tool_use_id": "toolu_lookup_1",
+        "input": {"order_id": "ORD-404", "note": "key [REDACTED secret]"},
+    }
+    assert SECRET not in span_part(span, "input").text
