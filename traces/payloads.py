@@ -8,10 +8,13 @@ messages the call sent that no earlier span holds, and its output {"turn": n,
 "stop_reason": ...}, the model's turn. A validation span's input is the tool call's
 id only: the arguments as the model sent them are in that turn. Likewise the triage
 span: it read the ticket's subject and body ({"ticket": ["subject", "body"]}) and
-decided the run's triage, written with it ({"run": "triage"}). They are read back
-here and redacted as a copy was when it was written, so every reader of a span (the
-trace page, its JSON, the download) sees what it saw before. A failed call's span
-keeps its copy: the turns it sent may never be written.
+decided the run's triage, written with it ({"run": "triage"}). A side effect's tool
+span points at its ledger row, which holds the request it was made with and, once it
+succeeded, its result ({"ledger": "request"}, {"ledger": "result"}; the row's key is
+the span's idempotency_key attribute). They are read back here and redacted as a copy
+was when it was written, so every reader of a span (the trace page, its JSON, the
+download) sees what it saw before. A failed call's span keeps its copy: the turns it
+sent may never be written.
 """
 
 from __future__ import annotations
@@ -38,6 +41,23 @@ def turn_ref(turn: int, *, stop_reason: str | None) -> dict:
 # A triage span's input and output: what the ticket and the run hold.
 TICKET_TEXT = {"ticket": ["subject", "body"]}
 RUN_TRIAGE = {"run": "triage"}
+# A side effect's tool span's input and output: what its ledger row holds.
+LEDGER_REQUEST = {"ledger": "request"}
+LEDGER_RESULT = {"ledger": "result"}
+
+
+def _ledger(span: Span, field: str, value: dict) -> Any:
+    """The request or result of the ledger row under the span's idempotency key."""
+    from agentops.models import Effect
+
+    key = (span.attributes or {}).get("idempotency_key")
+    rows = span.run.__dict__.setdefault("_ledger_rows", {})
+    if key not in rows:
+        rows[key] = Effect.objects.filter(idempotency_key=key).first() if key else None
+    found = getattr(rows[key], field, None) if rows[key] is not None else None
+    if found is None:
+        return {**value, "unavailable": "the ledger holds no such row"}
+    return redact(found)
 
 
 def _is_turns_ref(value: Any) -> bool:
@@ -77,6 +97,8 @@ def span_input(span: Span) -> Any:
         if block is None:
             return {**value, "unavailable": UNAVAILABLE}
         return {**value, "input": redact(block.get("input"))}
+    if span.kind == Span.Kind.TOOL and value == LEDGER_REQUEST:
+        return _ledger(span, "request", value)
     if span.kind == Span.Kind.TRIAGE and value == TICKET_TEXT:
         ticket = span.run.ticket
         return {"subject": redact(ticket.subject), "body": redact(ticket.body)}
@@ -92,6 +114,8 @@ def span_input(span: Span) -> Any:
 def span_output(span: Span) -> Any:
     """The span's output; a model span's as {"content": [...], "stop_reason": ...}."""
     value = span.output
+    if span.kind == Span.Kind.TOOL and value == LEDGER_RESULT:
+        return _ledger(span, "result", value)
     if span.kind == Span.Kind.TRIAGE and value == RUN_TRIAGE:
         return redact(span.run.triage)
     if span.kind != Span.Kind.MODEL or not _is_turn_ref(value):

@@ -68,7 +68,14 @@ from approvals.services import action_propose
 from traces.logs import run_log_context
 from traces.models import Span
 from traces.otel import trace_export_on_commit
-from traces.payloads import RUN_TRIAGE, TICKET_TEXT, turn_ref, turns_ref
+from traces.payloads import (
+    LEDGER_REQUEST,
+    LEDGER_RESULT,
+    RUN_TRIAGE,
+    TICKET_TEXT,
+    turn_ref,
+    turns_ref,
+)
 from traces.services import OUTCOME_FIELDS, span_build, span_finish
 
 logger = logging.getLogger(__name__)
@@ -960,7 +967,8 @@ class Runner:
                         kind=Span.Kind.TOOL,
                         name=tool.name,
                         step=step,
-                        input=resolved.args,
+                        # The arguments are the ledger row's request (traces.payloads).
+                        input=LEDGER_REQUEST,
                         attributes={"idempotency_key": key, "ledger": "new", **first.attributes()},
                     )
                 # The spans so far go with those a deferred step left pending, in the
@@ -1083,7 +1091,7 @@ class Runner:
                 kind=Span.Kind.TOOL,
                 name=tool.name,
                 step=step,
-                span_input=resolved.args,
+                span_input=LEDGER_REQUEST,
                 call=call,
                 attributes=attrs,
                 opened=first_attempt,
@@ -1114,7 +1122,8 @@ class Runner:
                     reply=None,
                 )
         crash_point(AFTER_GATEWAY_COMMIT)
-        span_finish(span, output=result)
+        # The result is the ledger row's, completed with this span (traces.payloads).
+        span_finish(span, output=LEDGER_RESULT)
         with self._transaction():
             ledger.effect_complete(
                 effect,

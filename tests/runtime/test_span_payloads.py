@@ -8,7 +8,7 @@ the trace sees them redacted, as when the span held a redacted copy.
 import pytest
 
 from agentops.integrations.errors import ProviderUnavailable
-from agentops.models import Run
+from agentops.models import Effect, Run
 from agentops.runtime.loop import run_advance
 from tests.runtime.conftest import text, tool_use
 from traces.display import span_as_dict, span_part
@@ -124,3 +124,46 @@ def test_a_validation_span_reads_the_arguments_from_the_model_s_turn(submit, scr
         "input": {"order_id": "ORD-404", "note": "key [REDACTED secret]"},
     }
     assert SECRET not in span_part(span, "input").text
+
+
+def test_a_side_effect_s_tool_span_reads_its_request_and_result_from_the_ledger(refund_ticket):
+    run = refund_ticket()
+    assert run_advance(run_id=run.pk, worker="w") == Run.Status.RESOLVED
+    run = Run.objects.get(pk=run.pk)
+
+    spans = list(run.spans.filter(kind=Span.Kind.TOOL, name__in=["issue_refund", "send_reply"]))
+    assert len(spans) == 2
+    for span in spans:
+        span.run = run
+        effect = Effect.objects.get(idempotency_key=span.attributes["idempotency_key"])
+        assert span.input == {"ledger": "request"} and span.output == {"ledger": "result"}
+        assert span_input(span) == effect.request and span_output(span) == effect.result
+        assert span_as_dict(span)["output"] == effect.result
+    refund = next(s for s in spans if s.name == "issue_refund")
+    assert span_output(refund)["refund_id"].startswith("re_")
+
+
+def test_what_the_ledger_holds_is_shown_redacted(submit, scripted):
+    body = f"Your key {SECRET} was disabled; no charge was made."
+    scripted([tool_use("send_reply", {"body": body})], [text("Done.")])
+    run = submit("Was I charged?")
+    run_advance(run_id=run.pk, worker="w")
+    run = Run.objects.get(pk=run.pk)
+
+    span = run.spans.get(kind=Span.Kind.TOOL, name="send_reply")
+    span.run = run
+    assert Effect.objects.get(tool="send_reply", run=run).request == {"body": body}
+    assert span_input(span) == {"body": body.replace(SECRET, "[REDACTED secret]")}
+    assert SECRET not in str(span_as_dict(span))
+
+
+def test_a_tool_span_whose_ledger_row_is_gone_says_so(submit):
+    run = submit("Where is my parcel?")
+    span = Span(
+        run=run,
+        kind=Span.Kind.TOOL,
+        input={"ledger": "request"},
+        output={"ledger": "result"},
+        attributes={"idempotency_key": "refund:none"},
+    )
+    assert span_input(span)["unavailable"] and span_output(span)["unavailable"]
