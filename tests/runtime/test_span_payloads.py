@@ -6,6 +6,7 @@ the trace sees them redacted, as when the span held a redacted copy.
 """
 
 import pytest
+from django.urls import reverse
 
 from agentops.integrations.errors import ProviderUnavailable
 from agentops.models import Effect, Run
@@ -167,3 +168,26 @@ def test_a_tool_span_whose_ledger_row_is_gone_says_so(submit):
         attributes={"idempotency_key": "refund:none"},
     )
     assert span_input(span)["unavailable"] and span_output(span)["unavailable"]
+
+
+def test_the_trace_page_shows_what_the_spans_point_at(client, support_lead, refund_ticket):
+    run = refund_ticket()
+    run_advance(run_id=run.pk, worker="w")
+    run = Run.objects.get(pk=run.pk)
+    client.force_login(support_lead)
+
+    def detail(span: Span) -> str:
+        url = reverse("span_detail", args=[run.code, span.span_id])
+        return client.get(url, headers={"HX-Request": "true"}).content.decode()
+
+    first = _model_spans(run)[0]
+    html = detail(first)
+    assert "Input messages" in html and "arrived broken. Please refund it." in html
+    assert "Output blocks" in html and "lookup_order" in html
+    assert "&quot;turns&quot;" not in html and "&quot;turn&quot;" not in html
+    refund = run.spans.get(kind=Span.Kind.TOOL, name="issue_refund")
+    assert "&quot;refund_id&quot;: &quot;re_" in detail(refund)
+    download = client.get(reverse("run_trace_json", args=[run.code])).json()
+    shown = {s["span_id"]: s for s in download["spans"]}
+    assert shown[first.span_id]["input"]["messages"][0]["role"] == "user"
+    assert shown[refund.span_id]["input"]["order_id"].startswith("ORD-")
