@@ -6,9 +6,11 @@ A model span whose call succeeded stores where they are, not a second copy (issu
 the copies were ~2 KB of a ticket's WAL): its input {"turns": [first, last]}, the
 messages the call sent that no earlier span holds, and its output {"turn": n,
 "stop_reason": ...}, the model's turn. A validation span's input is the tool call's
-id only: the arguments as the model sent them are in that turn. Likewise the triage
-span: it read the ticket's subject and body ({"ticket": ["subject", "body"]}) and
-decided the run's triage, written with it ({"run": "triage"}). A side effect's tool
+id only: the arguments as the model sent them are in that turn, and a policy span's
+input is that id too: the arguments it checked are those the validation resolved
+(its output). Likewise the triage span: it read the ticket's subject and body
+({"ticket": ["subject", "body"]}) and decided the run's triage, written with it
+({"run": "triage"}). A side effect's tool
 span points at its ledger row, which holds the request it was made with and, once it
 succeeded, its result ({"ledger": "request"}, {"ledger": "result"}; the row's key is
 the span's idempotency_key attribute). They are read back here and redacted as a copy
@@ -60,6 +62,11 @@ def _ledger(span: Span, field: str, value: dict) -> Any:
     return redact(found)
 
 
+def is_call_ref(value: Any) -> bool:
+    """A validation or policy span's input that names its tool call only."""
+    return isinstance(value, dict) and set(value) == {"tool_use_id"}
+
+
 def _is_turns_ref(value: Any) -> bool:
     if not (isinstance(value, dict) and set(value) == {"turns"}):
         return False
@@ -84,19 +91,31 @@ def _tool_use(messages: list[dict], tool_use_id: str) -> dict | None:
     return None
 
 
+def _resolved(span: Span, tool_use_id: str) -> Any:
+    """The arguments the run's validation of tool call `tool_use_id` resolved."""
+    resolved = span.run.__dict__.get("_resolved_by_call")
+    if resolved is None:
+        validations = Span.objects.filter(run_id=span.run_id, kind=Span.Kind.VALIDATE)
+        resolved = {
+            (v.input or {}).get("tool_use_id"): (v.output or {}).get("resolved")
+            for v in validations.only("input", "output")
+        }
+        span.run.__dict__["_resolved_by_call"] = resolved
+    return resolved.get(tool_use_id)
+
+
 def span_input(span: Span) -> Any:
     """The span's input, with what it points at read from its run: a model span's
     messages, a validation span's arguments, the triage's ticket text."""
     value = span.input
-    if (
-        span.kind == Span.Kind.VALIDATE
-        and isinstance(value, dict)
-        and set(value) == {"tool_use_id"}
-    ):
+    if span.kind == Span.Kind.VALIDATE and is_call_ref(value):
         block = _tool_use(span.run.messages, value["tool_use_id"])
         if block is None:
             return {**value, "unavailable": UNAVAILABLE}
         return {**value, "input": redact(block.get("input"))}
+    if span.kind == Span.Kind.POLICY and is_call_ref(value):
+        found = _resolved(span, value["tool_use_id"])
+        return {**value, "unavailable": UNAVAILABLE} if found is None else found
     if span.kind == Span.Kind.TOOL and value == LEDGER_REQUEST:
         return _ledger(span, "request", value)
     if span.kind == Span.Kind.TRIAGE and value == TICKET_TEXT:

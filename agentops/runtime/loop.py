@@ -764,7 +764,8 @@ class Runner:
             kind=Span.Kind.POLICY,
             name=tool.name,
             step=step,
-            input=resolved.args,
+            # What it checked is what the call's validation resolved (traces.payloads).
+            input={"tool_use_id": tool_use.get("id")},
         )
         tripped = [r.rule for r in decision.tripped]
         span_finish(

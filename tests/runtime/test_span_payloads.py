@@ -191,3 +191,16 @@ def test_the_trace_page_shows_what_the_spans_point_at(client, support_lead, refu
     shown = {s["span_id"]: s for s in download["spans"]}
     assert shown[first.span_id]["input"]["messages"][0]["role"] == "user"
     assert shown[refund.span_id]["input"]["order_id"].startswith("ORD-")
+
+
+def test_a_policy_span_reads_the_arguments_its_call_s_validation_resolved(refund_ticket):
+    run = refund_ticket()
+    assert run_advance(run_id=run.pk, worker="w") == Run.Status.RESOLVED
+    run = Run.objects.get(pk=run.pk)
+
+    policy = run.spans.get(kind=Span.Kind.POLICY, name="issue_refund")
+    validation = run.spans.get(kind=Span.Kind.VALIDATE, name="issue_refund")
+    policy.run = run
+    assert policy.input == {"tool_use_id": validation.input["tool_use_id"]}
+    assert span_input(policy) == validation.output["resolved"]
+    assert span_input(policy)["currency"] == "USD"  # resolved: the model did not send it
