@@ -208,3 +208,25 @@ def test_inside_a_test_transaction_an_outermost_savepoint_is_a_transaction():
         "RELEASE SAVEPOINT s3",
     )
     assert write_transactions(queries) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_full_pages_counts_the_changes_a_page_image_carried():
+    """After a checkpoint the first change of a page logs the page whole, and the record
+    leaves out the row the image holds: its length less the image undercounts it."""
+    _walinspect_or_skip()
+    from agentops.models import Ticket
+
+    Ticket.objects.bulk_create(
+        [Ticket(customer_email=f"fpi{i}@example.com", subject="s") for i in range(40)]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("CHECKPOINT")
+    start = _wal_position("insert_lsn")
+    for ticket in Ticket.objects.filter(customer_email__startswith="fpi"):
+        Ticket.objects.filter(pk=ticket.pk).update(subject="t" * 50)
+    tables = {t.table: t for t in wal_by_table(start, _wal_position("insert_lsn"))}
+    ticket = tables["agentops_ticket"]
+    assert ticket.full_pages > 0  # the first update of each page after the checkpoint
+    assert ticket.without_full_pages > ticket.total - ticket.full_pages
+    assert ticket.without_full_pages < ticket.total

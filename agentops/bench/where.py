@@ -134,17 +134,26 @@ def walinspect_enable() -> str | None:
 
 
 # Each record's bytes by the first relation it changes (record_length includes the
-# record's full-page images, fpi_length says how much of it they are).
+# record's full-page images, fpi_length says how much of it they are). Without the
+# images: a record that carries one leaves out the data the image already holds (a
+# heap insert's row), so its length less the image undercounts what the change logs;
+# each kind of record is counted at the mean length of those of its kind without one.
 _WAL_BY_RELATION = r"""
 WITH records AS (
-    SELECT record_length AS bytes, fpi_length,
+    SELECT resource_manager, record_type, record_length AS bytes, fpi_length,
            regexp_match(block_ref, 'rel \d+/(\d+)/(\d+)') AS ref
     FROM pg_get_wal_records_info(%s::pg_lsn, %s::pg_lsn)
+), kinds AS (
+    SELECT CASE WHEN ref[1]::oid = (SELECT oid FROM pg_database
+                                    WHERE datname = current_database())
+                THEN ref[2]::oid END AS node,
+           count(*) AS n, sum(bytes) AS bytes, sum(fpi_length) AS fpi,
+           coalesce(avg(bytes) FILTER (WHERE fpi_length = 0), avg(bytes - fpi_length)) AS plain
+    FROM records
+    GROUP BY 1, resource_manager, record_type
 )
-SELECT CASE WHEN ref[1]::oid = (SELECT oid FROM pg_database WHERE datname = current_database())
-            THEN ref[2]::oid END AS node,
-       sum(bytes)::bigint, sum(fpi_length)::bigint
-FROM records
+SELECT node, sum(bytes)::bigint, sum(fpi)::bigint, round(sum(n * plain))::bigint
+FROM kinds
 GROUP BY 1
 """
 
@@ -167,6 +176,8 @@ class TableWal:
     indexes: int
     # Of heap + indexes: whole pages logged at their first change after a checkpoint.
     full_pages: int = 0
+    # heap + indexes as they would be without any (see _WAL_BY_RELATION).
+    without_full_pages: int = 0
 
     @property
     def total(self) -> int:
@@ -194,15 +205,16 @@ def wal_by_table(start: str, end: str) -> list[TableWal]:
     with connection.cursor() as cursor:
         _flushed_to(cursor, end)
         cursor.execute(_WAL_BY_RELATION, [start, end])
-        by_node = {node: (size, full) for node, size, full in cursor.fetchall()}
+        by_node = {node: (size, full, plain) for node, size, full, plain in cursor.fetchall()}
         nodes = [node for node in by_node if node is not None]
         cursor.execute(_OWNERS, [nodes])
         owners = {node: (table, is_index) for node, table, is_index in cursor.fetchall()}
     tables: dict[str, TableWal] = {}
-    for node, (size, full) in by_node.items():
+    for node, (size, full, plain) in by_node.items():
         table, is_index = owners.get(node, (GONE, False)) if node else (NO_TABLE, False)
         entry = tables.setdefault(table, TableWal(table, 0, 0))
         entry.full_pages += full
+        entry.without_full_pages += plain
         if is_index:
             entry.indexes += size
         else:

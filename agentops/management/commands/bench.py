@@ -140,9 +140,10 @@ class Command(BaseCommand):
             # page: where checkpoints fall moves the total, not what a ticket writes.
             total = sum(t.total for t in wal_tables)
             full = sum(t.full_pages for t in wal_tables)
+            without = sum(t.without_full_pages for t in wal_tables)
             out(
                 f"  {'all tables':40}{total / tickets:>8.0f}  (full pages {full / tickets:.0f}; "
-                f"without full pages {(total - full) / tickets:.0f})"
+                f"without full pages {without / tickets:.0f})"
             )
         growth = (sum(rss_after) - sum(rss_before)) / sum(rss_before) * 100
         out(
