@@ -36,3 +36,25 @@ def test_the_conversation_moves_to_turns_and_back():
         assert Run.objects.get(pk=silent.pk).messages == []
     finally:
         _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+BEFORE_SPAN_TRACE_IDS_GO = [("traces", "0010_span_id_not_indexed")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_span_s_trace_id_comes_back_from_its_run():
+    from agentops import ids
+    from agentops.models import Run, Ticket
+    from traces.services import span_build
+
+    ticket = Ticket.objects.create(customer_email="ada@example.com", subject="s", body="b")
+    run = Run.objects.create(ticket=ticket, trace_id=ids.trace_id())
+    span_build(run=run, kind="run", name="run", step=0).save()
+    try:
+        apps = (
+            _migrate(BEFORE_SPAN_TRACE_IDS_GO).loader.project_state(BEFORE_SPAN_TRACE_IDS_GO).apps
+        )
+        Span = apps.get_model("traces", "Span")
+        assert list(Span.objects.values_list("trace_id", flat=True)) == [run.trace_id]
+    finally:
+        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())

@@ -4,7 +4,7 @@
 Going back fills the column from the runs again.
 """
 
-from django.db import migrations
+from django.db import migrations, models
 from django.db.models import OuterRef, Subquery
 
 
@@ -23,7 +23,14 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        # Reversed, this runs after the column is back.
+        # Reversed, in this order from the bottom: the column comes back empty for every
+        # row (a NOT NULL column without a default could not), is filled, and loses its
+        # default again.
+        migrations.AlterField(
+            model_name="span",
+            name="trace_id",
+            field=models.CharField(max_length=32, blank=True, default=""),
+        ),
         migrations.RunPython(migrations.RunPython.noop, trace_ids_back, elidable=True),
         migrations.RemoveField(model_name="span", name="trace_id"),
     ]
