@@ -6,6 +6,8 @@ safeguard on. The counts are exact on purpose: a change that adds a query or a
 transaction must say so here, and one that saves some must lower the figure.
 """
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -17,6 +19,7 @@ from agentops.runtime.loop import run_advance
 from tests.runtime.conftest import text
 from tests.runtime.helpers import conversation_of_spans, refund_in_ledger
 from traces.models import Span
+from traces.services import OUTCOME_FIELDS
 
 pytestmark = pytest.mark.django_db
 
@@ -97,6 +100,23 @@ def _run_counted(run) -> tuple[str, list[dict]]:
     with CaptureQueriesContext(connection) as queries:
         status = run_advance(run_id=run.pk, worker="hot-path")
     return status, queries.captured_queries
+
+
+def test_a_started_span_is_finished_with_its_outcome_columns_only(standard_ticket):
+    """The refund's and the reply's spans are written before their calls, and the root
+    span when the run begins; their outcomes set what span_finish sets (the root's, a
+    part of it), not the input and the rest again."""
+    status, queries = _run_counted(standard_ticket)
+
+    assert status == Run.Status.RESOLVED
+    assigned = [
+        re.findall(r'"(\w+)" = ', sql[sql.index('UPDATE "traces_span"') :].split(" WHERE ")[0])
+        for sql in (q["sql"] for q in queries)
+        if 'UPDATE "traces_span"' in sql
+    ]
+    assert len(assigned) == 3, assigned
+    assert sum(columns == list(OUTCOME_FIELDS) for columns in assigned) == 2, assigned
+    assert all(set(columns) <= set(OUTCOME_FIELDS) for columns in assigned), assigned
 
 
 def test_the_standard_ticket_takes_ten_write_transactions(standard_ticket):
