@@ -10,6 +10,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 from traces.models import Span
@@ -218,13 +219,13 @@ PART_LABELS: dict[str, dict[str, str]] = {
 }
 
 
-def _attributes(span: Span) -> Any:
-    return span.attributes
+# How each part of a span is read: input and output with what they point at.
+_READERS = {"input": span_input, "output": span_output, "attributes": attrgetter("attributes")}
 
 
 def span_part(span: Span, name: str) -> Part | None:
     """The named payload of a span, or None when it is empty."""
-    value = {"input": span_input, "output": span_output, "attributes": _attributes}[name](span)
+    value = _READERS[name](span)
     if value in (None, "", {}, []):
         return None
     label = PART_LABELS.get(span.kind, {}).get(name, name.capitalize())

@@ -1,22 +1,21 @@
 """A span's input and output as recorded, with what its run already holds read from it.
 
-What a model call sent and what the model answered are turns of the run's
-conversation (agentops_turn), written in the same transaction as the call's span.
-A model span whose call succeeded stores where they are, not a second copy (issue 8:
-the copies were ~2 KB of a ticket's WAL): its input {"turns": [first, last]}, the
-messages the call sent that no earlier span holds, and its output {"turn": n,
-"stop_reason": ...}, the model's turn. A validation span's input is the tool call's
-id only: the arguments as the model sent them are in that turn, and a policy span's
-input is that id too: the arguments it checked are those the validation resolved
-(its output). Likewise the triage span: it read the ticket's subject and body
-({"ticket": ["subject", "body"]}) and decided the run's triage, written with it
-({"run": "triage"}). A side effect's tool
-span points at its ledger row, which holds the request it was made with and, once it
-succeeded, its result ({"ledger": "request"}, {"ledger": "result"}; the row's key is
-the span's idempotency_key attribute). They are read back here and redacted as a copy
-was when it was written, so every reader of a span (the trace page, its JSON, the
-download) sees what it saw before. A failed call's span keeps its copy: the turns it
-sent may never be written.
+A span stores where a payload is, rather than a second copy, when the run keeps it
+in the same transaction (issue 8: the copies were ~3.7 KB of a ticket's WAL):
+- a model span whose call succeeded: input {"turns": [first, last]}, the messages
+  the call sent that no earlier span holds; output {"turn": n, "stop_reason": ...},
+  the model's turn (agentops_turn). A failed attempt's span keeps its copy: what it
+  sent may never become a turn;
+- a validation span's input {"tool_use_id": id}: the arguments as the model sent
+  them are in its turn; a policy span's too: it checked what the validation resolved;
+- the triage span: the ticket's subject and body ({"ticket": ["subject", "body"]})
+  and the run's triage ({"run": "triage"});
+- a side effect's tool span: its ledger row's request and, once it succeeded, its
+  result ({"ledger": "request"}, {"ledger": "result"}; the row's key is the span's
+  idempotency_key attribute).
+They are read back here and redacted as a copy was when it was written, so every
+reader of a span (the trace page, its JSON, the download) sees what it saw before.
+What a span points at and no longer finds is said to be unavailable.
 """
 
 from __future__ import annotations
@@ -26,8 +25,14 @@ from typing import Any
 from traces.models import Span
 from traces.redact import redact
 
-# What a reader gets when the run's turns no longer hold what a span points at.
-UNAVAILABLE = "the run's conversation no longer holds these turns"
+# What a reader gets when the run no longer holds what a span points at.
+NO_TURNS = "the run's conversation no longer holds these turns"
+NO_VALIDATION = "the run holds no validation of this tool call"
+NO_LEDGER_ROW = "the ledger holds no such row"
+
+
+def _unavailable(value: dict, why: str) -> dict:
+    return {**value, "unavailable": why}
 
 
 def turns_ref(first: int, last: int) -> dict:
@@ -58,11 +63,11 @@ def _ledger(span: Span, field: str, value: dict) -> Any:
         rows[key] = Effect.objects.filter(idempotency_key=key).first() if key else None
     found = getattr(rows[key], field, None) if rows[key] is not None else None
     if found is None:
-        return {**value, "unavailable": "the ledger holds no such row"}
+        return _unavailable(value, NO_LEDGER_ROW)
     return redact(found)
 
 
-def is_call_ref(value: Any) -> bool:
+def _is_call_ref(value: Any) -> bool:
     """A validation or policy span's input that names its tool call only."""
     return isinstance(value, dict) and set(value) == {"tool_use_id"}
 
@@ -105,17 +110,16 @@ def _resolved(span: Span, tool_use_id: str) -> Any:
 
 
 def span_input(span: Span) -> Any:
-    """The span's input, with what it points at read from its run: a model span's
-    messages, a validation span's arguments, the triage's ticket text."""
+    """The span's input, what it points at read from its run (see the module doc)."""
     value = span.input
-    if span.kind == Span.Kind.VALIDATE and is_call_ref(value):
+    if span.kind == Span.Kind.VALIDATE and _is_call_ref(value):
         block = _tool_use(span.run.messages, value["tool_use_id"])
         if block is None:
-            return {**value, "unavailable": UNAVAILABLE}
+            return _unavailable(value, NO_TURNS)
         return {**value, "input": redact(block.get("input"))}
-    if span.kind == Span.Kind.POLICY and is_call_ref(value):
+    if span.kind == Span.Kind.POLICY and _is_call_ref(value):
         found = _resolved(span, value["tool_use_id"])
-        return {**value, "unavailable": UNAVAILABLE} if found is None else found
+        return _unavailable(value, NO_VALIDATION) if found is None else found
     if span.kind == Span.Kind.TOOL and value == LEDGER_REQUEST:
         return _ledger(span, "request", value)
     if span.kind == Span.Kind.TRIAGE and value == TICKET_TEXT:
@@ -126,12 +130,12 @@ def span_input(span: Span) -> Any:
     first, last = value["turns"]
     messages = span.run.messages
     if not 0 <= first <= last < len(messages):
-        return {**value, "unavailable": UNAVAILABLE}
+        return _unavailable(value, NO_TURNS)
     return {"messages": redact(messages[first : last + 1])}
 
 
 def span_output(span: Span) -> Any:
-    """The span's output; a model span's as {"content": [...], "stop_reason": ...}."""
+    """The span's output, what it points at read from its run (see the module doc)."""
     value = span.output
     if span.kind == Span.Kind.TOOL and value == LEDGER_RESULT:
         return _ledger(span, "result", value)
@@ -142,5 +146,5 @@ def span_output(span: Span) -> Any:
     messages = span.run.messages
     turn = value["turn"]
     if not 0 <= turn < len(messages) or messages[turn].get("role") != "assistant":
-        return {**value, "unavailable": UNAVAILABLE}
+        return _unavailable(value, NO_TURNS)
     return {"content": redact(messages[turn].get("content")), "stop_reason": value["stop_reason"]}

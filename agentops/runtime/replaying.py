@@ -35,7 +35,7 @@ from agentops.models import Effect, Run
 from agentops.runtime.errors import TRANSIENT
 from agentops.runtime.tools import TOOLS, canonical_json
 from traces.models import Span
-from traces.payloads import is_call_ref
+from traces.payloads import span_input
 from traces.redact import redact
 
 MODEL_CALL = "messages.create"
@@ -134,10 +134,8 @@ class Recording:
                     validations[use_id] = {"resolved": out.get("resolved")}
             elif span.kind == Span.Kind.POLICY and span.name in TOOLS:
                 outcome = (span.output or {}).get("outcome", "")
-                checked = span.input
-                if is_call_ref(checked):
-                    # The arguments its call's validation resolved (traces.payloads).
-                    checked = validations.get(checked["tool_use_id"], {}).get("resolved")
+                # What it checked, as the trace reads it (the validation's resolved arguments).
+                checked = span_input(span)
                 policies.setdefault((span.step, span.name), []).append((checked, outcome))
         return cls(original, attempts, results, validations, policies)
 

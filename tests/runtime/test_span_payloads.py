@@ -14,7 +14,7 @@ from agentops.runtime.loop import run_advance
 from tests.runtime.conftest import text, tool_use
 from traces.display import span_as_dict, span_part
 from traces.models import Span
-from traces.payloads import UNAVAILABLE, span_input, span_output
+from traces.payloads import NO_LEDGER_ROW, NO_TURNS, NO_VALIDATION, span_input, span_output
 
 pytestmark = pytest.mark.django_db
 
@@ -83,8 +83,8 @@ def test_turns_the_run_no_longer_holds_are_said_to_be_unavailable(submit):
     span = Span(run=run, kind=Span.Kind.MODEL, input={"turns": [0, 4]})
     span.output = {"turn": 5, "stop_reason": "end_turn"}
 
-    assert span_input(span)["unavailable"] == UNAVAILABLE
-    assert span_output(span)["unavailable"] == UNAVAILABLE
+    assert span_input(span)["unavailable"] == NO_TURNS
+    assert span_output(span)["unavailable"] == NO_TURNS
     # Other spans' payloads, and a model span's copy, are read as stored.
     copy = Span(run=run, kind=Span.Kind.MODEL, input={"messages": []}, output={"turn": 0})
     assert span_input(copy) == {"messages": []} and span_output(copy) == {"turn": 0}
@@ -167,7 +167,10 @@ def test_a_tool_span_whose_ledger_row_is_gone_says_so(submit):
         output={"ledger": "result"},
         attributes={"idempotency_key": "refund:none"},
     )
-    assert span_input(span)["unavailable"] and span_output(span)["unavailable"]
+    assert span_input(span)["unavailable"] == NO_LEDGER_ROW
+    assert span_output(span)["unavailable"] == NO_LEDGER_ROW
+    policy = Span(run=run, kind=Span.Kind.POLICY, input={"tool_use_id": "toolu_gone"})
+    assert span_input(policy) == {"tool_use_id": "toolu_gone", "unavailable": NO_VALIDATION}
 
 
 def test_the_trace_page_shows_what_the_spans_point_at(client, support_lead, refund_ticket):
