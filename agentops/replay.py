@@ -31,7 +31,7 @@ from agentops.models import PromptVersion, Run, Turn
 from agentops.runtime.replaying import signature
 from agentops.runtime.tools import TOOLS
 from traces.models import Span
-from traces.services import new_span_id
+from traces.services import new_span_id, root_span_id
 
 MODES = (Run.Mode.EXACT, Run.Mode.RERUN, Run.Mode.FORK, Run.Mode.EVAL, Run.Mode.SHADOW)
 # A regression case and a shadow run are dry forks from the first model step, labelled
@@ -261,32 +261,35 @@ def _copy_prefix(*, original: Run, fork: Run, step: int) -> None:
         ),
         reply="",
     )
-    spans = list(original.spans.filter(step__lt=step).order_by("started_at", "id"))
+    # The steps' spans, not the original's root: the fork's own is written when it ends.
+    spans = list(
+        original.spans.filter(step__lt=step)
+        .exclude(kind=Span.Kind.RUN)
+        .order_by("started_at", "id")
+    )
     if not spans:
         return
     # Shifted to end at the fork's start, so one time axis shows the fork's whole trace.
     last = max(s.ended_at or s.started_at for s in spans)
     shift: timedelta = timezone.now() - last
-    root_id = fork.trace_id[:16]
+    root_id = root_span_id(fork)
     copies = []
     for span in spans:
-        is_root = span.kind == Span.Kind.RUN
         copies.append(
             Span(
                 run=fork,
-                span_id=root_id if is_root else new_span_id(),
-                parent_span_id="" if is_root else root_id,
+                span_id=new_span_id(),
+                parent_span_id=root_id,
                 step=span.step,
                 kind=span.kind,
                 name=span.name,
-                # The root stays open: the fork's end closes it.
-                status=Span.Status.STARTED if is_root else span.status,
-                error_class="" if is_root else span.error_class,
-                error_message="" if is_root else span.error_message,
+                status=span.status,
+                error_class=span.error_class,
+                error_message=span.error_message,
                 attempt=span.attempt,
                 model=span.model,
                 input=span.input,
-                output=None if is_root else span.output,
+                output=span.output,
                 attributes={
                     **(span.attributes or {}),
                     "copied_from": span.span_id,
@@ -297,7 +300,7 @@ def _copy_prefix(*, original: Run, fork: Run, step: int) -> None:
                 output_tokens=span.output_tokens,
                 cost=0,
                 started_at=span.started_at + shift,
-                ended_at=None if is_root or span.ended_at is None else span.ended_at + shift,
+                ended_at=None if span.ended_at is None else span.ended_at + shift,
             )
         )
     Span.objects.bulk_create(copies)

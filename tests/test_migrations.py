@@ -58,3 +58,60 @@ def test_a_span_s_trace_id_comes_back_from_its_run():
         assert list(Span.objects.values_list("trace_id", flat=True)) == [run.trace_id]
     finally:
         _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+BEFORE_ROOTS_AT_THE_END = [("traces", "0013_span_name_run_tool_calls")]
+ROOTS_AT_THE_END = [("traces", "0014_root_span_written_at_the_end")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unfinished_run_s_open_root_goes_and_comes_back():
+    """A run begun when roots were written as runs began, not ended yet: its end now
+    writes its root, so the open one goes (and comes back going back); a finished
+    run's root stays."""
+    from django.utils import timezone
+
+    apps = _migrate(BEFORE_ROOTS_AT_THE_END).loader.project_state(BEFORE_ROOTS_AT_THE_END).apps
+    Ticket, Run = apps.get_model("agentops", "Ticket"), apps.get_model("agentops", "Run")
+    Span = apps.get_model("traces", "Span")
+    ticket = Ticket.objects.create(customer_email="ada@example.com", subject="Mug", body="b")
+    now = timezone.now()
+    parked = Run.objects.create(
+        ticket=ticket, trace_id="a" * 32, status="awaiting_approval", started_at=now
+    )
+    ended = Run.objects.create(ticket=ticket, trace_id="b" * 32, status="resolved", started_at=now)
+    for run, ended_at in ((parked, None), (ended, now)):
+        Span.objects.create(
+            run=run,
+            span_id=run.trace_id[:16],
+            kind="run",
+            name="run",
+            step=0,
+            status="ok" if ended_at else "started",
+            attributes={},
+            started_at=now,
+            ended_at=ended_at,
+        )
+    Span.objects.create(
+        run=parked,
+        span_id="c" * 16,
+        kind="triage",
+        name="triage",
+        step=0,
+        status="ok",
+        attributes={},
+        started_at=now,
+        ended_at=now,
+    )
+    try:
+        _migrate(ROOTS_AT_THE_END)
+        kinds = Span.objects.order_by("run_id", "kind").values_list("run_id", "kind")
+        assert list(kinds) == [(parked.pk, "triage"), (ended.pk, "run")]
+
+        _migrate(BEFORE_ROOTS_AT_THE_END)
+        root = Span.objects.get(run=parked, kind="run")
+        assert (root.span_id, root.status, root.started_at) == ("a" * 16, "started", now)
+        assert root.input == {"ticket": str(ticket.code), "subject": "Mug"}
+        assert Span.objects.filter(kind="run").count() == 2
+    finally:
+        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())

@@ -12,6 +12,7 @@ from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterR
 
 from agentops.models import Effect, Run
 from traces.models import TOOL_CALL_KIND, Span
+from traces.services import root_span_build, root_span_id
 
 RUNS_PAGE_SIZE = 50
 
@@ -251,18 +252,38 @@ def run_get(*, code: UUID) -> Run:
 
 
 def run_spans_list(*, run: Run) -> list[Span]:
-    """The run's spans in the order they started (each with `run` already set)."""
+    """The run's spans in the order they started (each with `run` already set), its
+    root first: open, as read from the run, until the run ends and writes it."""
     spans = list(Span.objects.filter(run=run).order_by("started_at", "id"))
     for span in spans:
         span.run = run
-    return spans
+    root = _open_root(run, spans)
+    return spans if root is None else [root, *spans]
 
 
 def span_get(*, run: Run, span_id: str) -> Span:
     """One span of a run (with `run` set). Raises Span.DoesNotExist."""
-    span = Span.objects.get(run=run, span_id=span_id)
+    try:
+        span = Span.objects.get(run=run, span_id=span_id)
+    except Span.DoesNotExist:
+        root = _open_root(run, []) if span_id == root_span_id(run) else None
+        if root is None:
+            raise
+        return root
     span.run = run
     return span
+
+
+def _open_root(run: Run, spans: list[Span]) -> Span | None:
+    """The root span of a run that has started and not ended (not saved: the run's end
+    writes it), unless `spans` hold a root already (a run begun before roots were
+    written at the end, or a final run)."""
+    if run.started_at is None or run.status in Run.FINAL_STATUSES:
+        return None
+    if any(span.kind == Span.Kind.RUN for span in spans):
+        return None
+    started_at = min([run.started_at, *(span.started_at for span in spans)])
+    return root_span_build(run=run, started_at=started_at)
 
 
 def span_attempt_count(*, span: Span) -> int:

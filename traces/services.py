@@ -46,6 +46,43 @@ def span_build(
     )
 
 
+def root_span_id(run) -> str:
+    """The run's root span id: the first half of its trace id (see ids.trace_id)."""
+    return run.trace_id[:16]
+
+
+def root_span_build(*, run, started_at: datetime) -> Span:
+    """The run's root span, started at `started_at`, not yet saved.
+
+    The root is written once, finished, when the run ends (everything it says is the
+    run's by then); until then the trace pages show it open, as read from the run
+    (selectors.run_spans_list).
+    """
+    span = span_build(
+        run=run,
+        kind=Span.Kind.RUN,
+        name="run",
+        step=0,
+        input={"ticket": str(run.ticket.code), "subject": run.ticket.subject},
+        attributes=_replay_attributes(run),
+    )
+    span.span_id = root_span_id(run)
+    span.started_at = started_at
+    return span
+
+
+def _replay_attributes(run) -> dict | None:
+    """What the root span says of a replay: which run it replays, and how."""
+    if not run.replay_of_id or run.mode == run.Mode.PRODUCTION:
+        return None
+    return {
+        "replay_mode": run.mode,
+        "replay_of": str(run.replay_of.code),
+        "replay_from_step": run.replay_from_step,
+        "dry_run": run.dry_run,
+    }
+
+
 # What span_finish sets: all that changes of a span once it is saved started.
 OUTCOME_FIELDS = (
     "ended_at",

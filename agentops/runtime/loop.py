@@ -76,7 +76,13 @@ from traces.payloads import (
     turn_ref,
     turns_ref,
 )
-from traces.services import OUTCOME_FIELDS, span_build, span_finish
+from traces.services import (
+    OUTCOME_FIELDS,
+    root_span_build,
+    root_span_id,
+    span_build,
+    span_finish,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -292,7 +298,7 @@ class Runner:
 
     @property
     def root_span_id(self) -> str:
-        return self.run.trace_id[:16]
+        return root_span_id(self.run)
 
     # --- the loop --------------------------------------------------------------
 
@@ -374,15 +380,7 @@ class Runner:
             exceeded = budget_check(run=self.run, day_spent=self._day_spent())
             refusal = exceeded.reason if exceeded else None
             decision = triage_ticket(self.ticket, budget_refusal=refusal)
-        root = span_build(
-            run=self.run,
-            kind=Span.Kind.RUN,
-            name="run",
-            step=0,
-            input={"ticket": str(self.ticket.code), "subject": self.ticket.subject},
-            attributes=self.replay.root_attributes() if self.replay else None,
-        )
-        root.span_id = self.root_span_id
+        # The root span is written when the run ends (traces.services.root_span_build).
         triage = span_build(
             run=self.run,
             kind=Span.Kind.TRIAGE,
@@ -392,7 +390,7 @@ class Runner:
             # The ticket's text and the run's triage, written with this span: it says so
             # rather than hold them again (traces.payloads).
             input=TICKET_TEXT,
-            parent_span_id=root.span_id,
+            parent_span_id=self.root_span_id,
         )
         span_finish(
             triage,
@@ -416,7 +414,7 @@ class Runner:
                 output_tokens=decision.output_tokens,
                 cost=decision.cost,
             )
-            self._store([root, triage])
+            self._store([triage])
             spend_record(cost=decision.cost)
         # A run that begins has made no model call: nothing of it was corrected yet.
         self._corrections = 0
@@ -1531,28 +1529,37 @@ class Runner:
         with self._transaction(progress=status == Run.Status.RESOLVED):
             self._update_held(fields)
             self._pending_fields = {}
-            self._store([*self._flush_pending_spans(), *(spans or [])])
-            # With the run: span_run_started serves it (a span id has no index of its own).
-            root = {"run_id": self.run.pk, "span_id": self.root_span_id, "ended_at": None}
-            hot.update_where(
-                Span,
-                where=root,
-                values=dict(
-                    ended_at=now,
-                    status=Span.Status.OK if status == Run.Status.RESOLVED else Span.Status.ERROR,
-                    error_class="" if status == Run.Status.RESOLVED else _error_class_of(reason),
-                    error_message=reason,
-                    output={"status": status, "held_reply": held_reply}
-                    if held_reply
-                    else {"status": status},
-                    cost=self.run.cost,
-                    input_tokens=self.run.input_tokens,
-                    output_tokens=self.run.output_tokens,
-                ),
+            root = span_finish(
+                root_span_build(run=self.run, started_at=self._root_started_at(now)),
+                output={"status": status, "held_reply": held_reply}
+                if held_reply
+                else {"status": status},
+                error_class="" if status == Run.Status.RESOLVED else _error_class_of(reason),
+                error_message=reason,
+                cost=self.run.cost,
+                input_tokens=self.run.input_tokens,
+                output_tokens=self.run.output_tokens,
             )
+            root.ended_at = now
+            self._store([*self._flush_pending_spans(), *(spans or []), root])
         for name, value in fields.items():
             setattr(self.run, name, value)
         return status
+
+    def _root_started_at(self, now):
+        """When the root span started: the run's first claim, or, for a fork, its
+        first copied step (replay._copy_prefix shifts them to end as the fork starts)."""
+        started = self.run.started_at or now
+        if self.run.mode == Run.Mode.FORK:
+            first = (
+                Span.objects.filter(run=self.run)
+                .order_by("started_at")
+                .values_list("started_at", flat=True)
+                .first()
+            )
+            if first is not None:
+                started = min(started, first)
+        return started
 
     # --- replays -------------------------------------------------------------------
 

@@ -277,15 +277,6 @@ class ReplayPlan:
             return self.original.started_at or self.original.created_at
         return None
 
-    def root_attributes(self) -> dict:
-        """What the run span says of a replay: which run it replays, and how."""
-        return {
-            "replay_mode": self.run.mode,
-            "replay_of": str(self.original.code),
-            "replay_from_step": self.run.replay_from_step,
-            "dry_run": self.dry_run,
-        }
-
     def recorded_run_ids(self) -> list[int]:
         """The original, and the runs it replayed or forked from: where its approvals are."""
         ids, run = [], self.original

@@ -349,6 +349,16 @@ def test_a_dry_run_fork_executes_nothing_and_records_what_would_have_executed(
     assert fork.spans.filter(step=1, attributes__has_key="copied_from").exists()
     assert not fork.spans.filter(step__gte=2, attributes__has_key="copied_from").exists()
     assert fork.messages[:2] == original.messages[:2]
+    # One root, the fork's own (not the original's copied), written as it ended: it
+    # says what it replays and starts no later than the steps copied before it.
+    [root] = fork.spans.filter(kind=Span.Kind.RUN)
+    assert "copied_from" not in root.attributes
+    assert root.attributes["replay_mode"] == "fork" and root.attributes["replay_from_step"] == 2
+    assert root.attributes["replay_of"] == str(original.code)
+    assert root.started_at == min(s.started_at for s in fork.spans.all())
+    assert set(fork.spans.exclude(pk=root.pk).values_list("parent_span_id", flat=True)) == {
+        root.span_id
+    }
 
 
 @pytest.mark.parametrize("mode", ["eval", "shadow"])

@@ -26,6 +26,7 @@ from agentops.simgateway.models import ProviderRefund
 from tests.test_settings import manage
 from tests.worker.conftest import wait_for_runs
 from traces.models import Span
+from traces.selectors import run_spans_list
 
 pytestmark = [pytest.mark.worker]
 
@@ -80,13 +81,21 @@ def _crash_then_resume(start_worker, point: str) -> tuple[Run, Order]:
     dead_worker = interrupted.lease_owner
     assert dead_worker
     open_spans = interrupted.spans.filter(status=Span.Status.STARTED, ended_at=None)
+    # The root span is written when the run ends: the trace shows it open meanwhile.
+    assert not interrupted.spans.filter(kind=Span.Kind.RUN).exists()
+    [root] = [s for s in run_spans_list(run=interrupted) if s.kind == Span.Kind.RUN]
+    assert (root.status, root.ended_at, root.started_at) == (
+        Span.Status.STARTED,
+        None,
+        interrupted.started_at,
+    )
     if point in MODEL_POINTS:
-        # A model span is written once, with its step: the dead worker left only the root.
+        # A model span is written once, with its step: the dead worker left none open.
         assert not interrupted.spans.filter(kind=Span.Kind.MODEL).exists()
-        assert list(open_spans.values_list("kind", flat=True)) == [Span.Kind.RUN]
+        assert not open_spans.exists()
     else:
         # The refund's attempt span was written with its ledger row, before the call.
-        assert set(open_spans.values_list("kind", flat=True)) == {Span.Kind.RUN, Span.Kind.TOOL}
+        assert list(open_spans.values_list("kind", flat=True)) == [Span.Kind.TOOL]
     assert not _takeovers(interrupted)
     time.sleep(LEASE_SECONDS + 0.5)  # the dead worker's lease expires
 
@@ -97,6 +106,8 @@ def _crash_then_resume(start_worker, point: str) -> tuple[Run, Order]:
     wait_for_runs(timeout=60)
     run.refresh_from_db()
     assert run.status == Run.Status.RESOLVED, run.outcome_reason
+    [root] = run.spans.filter(kind=Span.Kind.RUN)  # written once, by the worker that ended it
+    assert (root.status, root.started_at) == (Span.Status.OK, run.started_at)
     [takeover] = _takeovers(run)
     assert takeover.attributes["previous_worker"] == dead_worker
     assert takeover.attributes["resumed_by"] not in ("", dead_worker)
