@@ -12,7 +12,7 @@ from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterR
 
 from agentops.models import Effect, Run
 from traces.models import TOOL_CALL_KIND, Span
-from traces.services import root_span_build, root_span_id
+from traces.services import ledger_call_span, root_span_build
 
 RUNS_PAGE_SIZE = 50
 
@@ -252,38 +252,60 @@ def run_get(*, code: UUID) -> Run:
 
 
 def run_spans_list(*, run: Run) -> list[Span]:
-    """The run's spans in the order they started (each with `run` already set), its
-    root first: open, as read from the run, until the run ends and writes it."""
+    """The run's spans in the order they started (each with `run` already set), with
+    those an unfinished run has not written yet, open: its root (written when the run
+    ends) and the side-effect calls in flight (written with their outcomes)."""
     spans = list(Span.objects.filter(run=run).order_by("started_at", "id"))
     for span in spans:
         span.run = run
-    root = _open_root(run, spans)
-    return spans if root is None else [root, *spans]
+    root, calls = _unwritten(run, spans)
+    if calls:
+        spans = sorted([*spans, *calls], key=lambda s: s.started_at)  # stable: ties by id
+    return [*root, *spans]
 
 
 def span_get(*, run: Run, span_id: str) -> Span:
-    """One span of a run (with `run` set). Raises Span.DoesNotExist."""
+    """One span of a run (with `run` set), written or open (see run_spans_list).
+    Raises Span.DoesNotExist."""
     try:
         span = Span.objects.get(run=run, span_id=span_id)
     except Span.DoesNotExist:
-        root = _open_root(run, []) if span_id == root_span_id(run) else None
-        if root is None:
-            raise
-        return root
+        root, calls = _unwritten(run, list(Span.objects.filter(run=run)))
+        for unwritten in [*root, *calls]:
+            if unwritten.span_id == span_id:
+                return unwritten
+        raise
     span.run = run
     return span
 
 
-def _open_root(run: Run, spans: list[Span]) -> Span | None:
-    """The root span of a run that has started and not ended (not saved: the run's end
-    writes it), unless `spans` hold a root already (a run begun before roots were
-    written at the end, or a final run)."""
+def ledger_calls_unrecorded(*, run: Run, spans: list[Span] | None = None) -> list[Effect]:
+    """The run's ledger rows whose call has started and no span records: a call in
+    flight, or one a dead worker left (see traces.services.ledger_call_span).
+    `spans`: the run's spans if already read."""
+    started = list(Effect.objects.filter(run=run, status=Effect.Status.STARTED).order_by("pk"))
+    if not started:
+        return []
+    if spans is None:
+        spans = list(Span.objects.filter(run=run, kind=Span.Kind.TOOL))
+    keys = {s.attributes.get("idempotency_key") for s in spans if s.kind == Span.Kind.TOOL}
+    return [effect for effect in started if effect.idempotency_key not in keys]
+
+
+def _unwritten(run: Run, spans: list[Span]) -> tuple[list[Span], list[Span]]:
+    """An unfinished run's spans that are not written yet: its root (unless a root is
+    written, as for a run begun when roots were written first) and its calls in
+    flight. Nothing for a run that has not started or has ended."""
     if run.started_at is None or run.status in Run.FINAL_STATUSES:
-        return None
+        return [], []
+    calls = [
+        ledger_call_span(run=run, effect=effect, step=run.model_calls)
+        for effect in ledger_calls_unrecorded(run=run, spans=spans)
+    ]
     if any(span.kind == Span.Kind.RUN for span in spans):
-        return None
-    started_at = min([run.started_at, *(span.started_at for span in spans)])
-    return root_span_build(run=run, started_at=started_at)
+        return [], calls
+    started_at = min([run.started_at, *(span.started_at for span in [*spans, *calls])])
+    return [root_span_build(run=run, started_at=started_at)], calls
 
 
 def span_attempt_count(*, span: Span) -> int:

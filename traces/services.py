@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from decimal import Decimal
 
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from agentops import ids
 from traces.models import Span
+from traces.payloads import LEDGER_REQUEST
 from traces.redact import redact, redact_text
 
 
@@ -68,6 +70,28 @@ def root_span_build(*, run, started_at: datetime) -> Span:
     )
     span.span_id = root_span_id(run)
     span.started_at = started_at
+    return span
+
+
+def ledger_call_span(*, run, effect, step: int) -> Span:
+    """The span of a side effect's latest attempt, as its ledger row records it, not
+    yet saved: a call's span is written with its outcome, so a call in flight, or
+    cut short by a dead worker, is known from the row alone (status started).
+
+    Its id comes from the ledger key: the trace page finds the same span on every look.
+    """
+    span = span_build(
+        run=run,
+        kind=Span.Kind.TOOL,
+        name=effect.tool,
+        step=step,
+        attempt=max(effect.attempts, 1),
+        input=LEDGER_REQUEST,
+        attributes={"idempotency_key": effect.idempotency_key, "ledger": "new"},
+        parent_span_id=root_span_id(run),
+    )
+    span.span_id = hashlib.blake2b(effect.idempotency_key.encode(), digest_size=8).hexdigest()
+    span.started_at = effect.updated_at
     return span
 
 

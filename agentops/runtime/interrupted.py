@@ -1,11 +1,14 @@
 """Steps a dead worker left unfinished, recorded when another worker takes the run over.
 
-A span is saved before every outside call that has a side effect (a provider's
-refund, a reply), so a worker that dies mid-call leaves it started and never
-ended. The worker that claims the run next knows the previous holder is gone (its
-lease expired, or the run was queued again), so it marks those spans as
-interrupted: the trace shows the attempt that was cut short, and the resumed
-attempt after it, instead of a step that looks as if it were still running.
+A side effect's call (a provider's refund, a reply) is counted in its ledger row
+before it is made, and its span is written with its outcome; a retry's span is
+saved started, before the call. So a worker that dies mid-call leaves the row
+started with no span of that attempt, or a retry's span started and never ended
+(the trace page shows either open meanwhile). The worker that claims the run next
+knows the previous holder is gone (its lease expired, or the run was queued
+again), so it writes the first as interrupted and marks the second so: the trace
+shows the attempt that was cut short, and the resumed attempt after it, instead
+of a step that looks as if it were still running.
 
 A model call has no side effect, so its span is written once, with the step it
 belongs to (one write fewer per step): a worker killed around a model call
@@ -18,25 +21,39 @@ step it was on. It costs nothing unless a worker died.
 from __future__ import annotations
 
 from traces.models import Span
-from traces.services import span_build, span_finish
+from traces.selectors import ledger_calls_unrecorded
+from traces.services import ledger_call_span, new_span_id, root_span_id, span_build, span_finish
 
 INTERRUPTED = "interrupted"
 
 
 def spans_mark_interrupted(*, run, worker: str) -> int:
-    """Mark the run's unfinished step spans (not its root) as interrupted; returns how many."""
-    return (
+    """Mark the run's unfinished step spans (not its root) as interrupted, and write
+    those of the side-effect calls the ledger holds started with no span (a first
+    attempt's span is written with its outcome); returns how many."""
+    interrupted = {
+        "status": Span.Status.ERROR,
+        "error_class": Span.ErrorClass.TRANSIENT,
+        "error_message": (
+            f"{INTERRUPTED}: the worker running this step stopped before it finished "
+            f"(killed, or its lease expired); {worker} resumed the run"
+        ),
+    }
+    marked = (
         Span.objects.filter(run=run, status=Span.Status.STARTED, ended_at__isnull=True)
-        .exclude(span_id=run.trace_id[:16])
-        .update(
-            status=Span.Status.ERROR,
-            error_class=Span.ErrorClass.TRANSIENT,
-            error_message=(
-                f"{INTERRUPTED}: the worker running this step stopped before it finished "
-                f"(killed, or its lease expired); {worker} resumed the run"
-            ),
-        )
+        .exclude(span_id=root_span_id(run))
+        .update(**interrupted)
     )
+    step = step_in_progress(run)
+    cut = []
+    for effect in ledger_calls_unrecorded(run=run):
+        span = ledger_call_span(run=run, effect=effect, step=step)
+        span.span_id = new_span_id()
+        for name, value in interrupted.items():
+            setattr(span, name, value)
+        cut.append(span)
+    Span.objects.bulk_create(cut)
+    return marked + len(cut)
 
 
 def run_take_over(*, run, previous_worker: str, lease_expired_at, worker: str) -> Span | None:

@@ -960,8 +960,10 @@ class Runner:
                 )
                 if created:
                     # A new key is called right after this commit: the ledger row already
-                    # counts that attempt, and its started span is written with it, so a
-                    # crash during the call leaves both behind as evidence.
+                    # counts that attempt, which is what a crash during the call leaves
+                    # behind (the trace shows the attempt open from it, and a takeover
+                    # writes it interrupted: agentops.runtime.interrupted). Its span is
+                    # written once, with the call's outcome.
                     first_attempt = self._span(
                         kind=Span.Kind.TOOL,
                         name=tool.name,
@@ -972,7 +974,7 @@ class Runner:
                     )
                 # The spans so far go with those a deferred step left pending, in the
                 # save's one INSERT (a failed transaction puts the pending ones back).
-                self._pending_spans += [*spans, *([first_attempt] if first_attempt else [])]
+                self._pending_spans += spans
                 self._save()  # renew the lease with the spans so far
                 # No model call comes before the run's next save (the call's outcome, a
                 # wait or the end), which reads today's spend: none read here.
@@ -1193,7 +1195,8 @@ class Runner:
         finished and saved with the state change. Raises CallFailed otherwise, or
         Parked when the downstream's breaker is open or its retry budget is spent:
         then nothing is called and the run waits (see _wait).
-        `opened` is the first attempt's span when the caller already saved it, and
+        `opened` is the first attempt's span when the caller already built it (a side
+        effect's new key: not saved, the ledger row records the attempt), and
         `admitted` the breaker's verdict the caller already took for that attempt.
         """
         breaker = breaker_for(downstream) if downstream else None

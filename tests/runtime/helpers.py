@@ -1,9 +1,18 @@
-"""What the runtime tests build or read again: a ledger row in place of an earlier task's
-or another run's, and a run's conversation as its model spans recorded it."""
+"""What the runtime tests build or read again: a run advanced as one task would, a
+ledger row in place of an earlier task's or another run's, and a run's conversation
+as its model spans recorded it."""
 
 from agentops.models import Effect
 from agentops.runtime import ledger
+from agentops.runtime.loop import run_advance
 from traces.payloads import span_input, span_output
+
+
+def advance(run, worker="test-worker"):
+    """Advance the run in this process as one task would, and read it back."""
+    run_advance(run_id=run.pk, worker=worker)
+    run.refresh_from_db()
+    return run
 
 
 def refund_in_ledger(*, run, resolved, refund_id: str) -> Effect:

@@ -16,6 +16,8 @@ from agentops.bench.runner import statements, write_transactions
 from agentops.models import Effect, Run
 from agentops.runtime.config_cache import TOKEN_SQL, config_cache_clear
 from agentops.runtime.loop import run_advance
+from agentops.shop.models import Order
+from agentops.simgateway.models import ScriptedFault
 from tests.runtime.conftest import text
 from tests.runtime.helpers import conversation_of_spans, refund_in_ledger
 from traces.models import Span
@@ -62,7 +64,8 @@ WRITE_TRANSACTIONS = 10
 # spend, 38 before a ledger transaction's spans went out in one INSERT with those of
 # the model step it saves, 36 before the root span was written once, when the run
 # ends, with the last step's spans (it was inserted when the run began and updated at
-# its end).
+# its end). A side effect's span, written once with its outcome, is inserted where it
+# was updated (it was inserted started with the ledger row): the same count.
 STATEMENTS = 35
 # Queries sent to PostgreSQL: the writes of each of the run's transactions go out in
 # one pipeline, one round trip (agentops.db.batch), BEGIN and COMMIT included, and
@@ -104,21 +107,44 @@ def _run_counted(run) -> tuple[str, list[dict]]:
     return status, queries.captured_queries
 
 
-def test_a_started_span_is_finished_with_its_outcome_columns_only(standard_ticket):
-    """The refund's and the reply's spans are written before their calls; their
-    outcomes set what span_finish sets, not the input and the rest again. The root
-    span is not updated: it is written once, finished, when the run ends."""
-    status, queries = _run_counted(standard_ticket)
-
-    assert status == Run.Status.RESOLVED
-    assigned = [
+def _span_updates(queries: list[dict]) -> list[list[str]]:
+    """The columns each UPDATE of spans assigns."""
+    return [
         re.findall(r'"(\w+)" = ', sql[sql.index('UPDATE "traces_span"') :].split(" WHERE ")[0])
         for sql in (q["sql"] for q in queries)
         if 'UPDATE "traces_span"' in sql
     ]
-    assert assigned == [list(OUTCOME_FIELDS)] * 2, assigned
+
+
+def test_the_standard_ticket_writes_each_span_once_finished(standard_ticket):
+    """No span is updated: the root is written when the run ends, and a side effect's
+    call with its outcome (its ledger row records the attempt before the call)."""
+    status, queries = _run_counted(standard_ticket)
+
+    assert status == Run.Status.RESOLVED
+    assert _span_updates(queries) == []
     root = Span.objects.get(run=standard_ticket, kind=Span.Kind.RUN)
     assert (root.status, root.output) == (Span.Status.OK, {"status": Run.Status.RESOLVED})
+    refund = Span.objects.get(run=standard_ticket, kind=Span.Kind.TOOL, name="issue_refund")
+    assert (refund.status, refund.attempt) == (Span.Status.OK, 1)
+    assert refund.started_at < refund.ended_at
+
+
+def test_a_retry_s_started_span_is_finished_with_its_outcome_columns_only(standard_ticket):
+    """A retry's span is saved started, before its call; its outcome sets what
+    span_finish sets, not the input and the rest again."""
+    order = Order.objects.latest("pk")  # the standard ticket's
+    ScriptedFault.objects.create(payment_ref=order.payment_ref, kind="server_error", remaining=1)
+
+    status, queries = _run_counted(standard_ticket)
+
+    assert status == Run.Status.RESOLVED
+    assert _span_updates(queries) == [list(OUTCOME_FIELDS)]
+    attempts = Span.objects.filter(run=standard_ticket, kind=Span.Kind.TOOL, name="issue_refund")
+    assert [(s.attempt, s.status) for s in attempts.order_by("attempt")] == [
+        (1, Span.Status.ERROR),
+        (2, Span.Status.OK),
+    ]
 
 
 def test_the_standard_ticket_takes_ten_write_transactions(standard_ticket):

@@ -14,15 +14,11 @@ from agentops.runtime.loop import LeaseLost, Runner, _claim, run_advance
 from agentops.runtime.sweeper import runs_sweep_stale
 from agentops.simgateway.models import ProviderRefund
 from tests.runtime.conftest import text, tool_use
+from tests.runtime.helpers import advance
 from traces.models import Span
+from traces.selectors import run_spans_list, span_get
 
 pytestmark = pytest.mark.django_db
-
-
-def advance(run, worker="test-worker"):
-    run_advance(run_id=run.pk, worker=worker)
-    run.refresh_from_db()
-    return run
 
 
 def results(run):
@@ -210,8 +206,19 @@ def test_a_worker_killed_after_the_provider_committed_is_resumed_without_paying_
     assert run.status == Run.Status.RUNNING
     effect = Effect.objects.get(tool="issue_refund")
     assert effect.status == Effect.Status.STARTED
-    interrupted = Span.objects.get(kind="tool", name="issue_refund")
-    assert interrupted.status == Span.Status.STARTED  # visibly unfinished, not missing
+    # Visibly unfinished, not missing: the ledger row counts the attempt, and the trace
+    # shows it open from the row (its span is written with an outcome).
+    assert not Span.objects.filter(kind="tool", name="issue_refund").exists()
+    [in_flight] = [
+        s for s in run_spans_list(run=run) if (s.kind, s.name) == (Span.Kind.TOOL, "issue_refund")
+    ]
+    assert (in_flight.status, in_flight.ended_at, in_flight.attempt) == (
+        Span.Status.STARTED,
+        None,
+        1,
+    )
+    assert in_flight.attributes["idempotency_key"] == effect.idempotency_key
+    assert span_get(run=run, span_id=in_flight.span_id).started_at == effect.updated_at
 
     # Another worker takes over once the lease expires.
     assert run_advance(run_id=run.pk, worker="rescuer") == "not_claimed"
@@ -224,6 +231,10 @@ def test_a_worker_killed_after_the_provider_committed_is_resumed_without_paying_
     assert effect.status == Effect.Status.SUCCEEDED and effect.attempts == 1
     assert Span.objects.filter(attributes__ledger="recovered from provider").exists()
     assert order.refunds.count() == 1
+    # The rescuer wrote the attempt the dead worker cut short.
+    cut = Span.objects.get(kind="tool", name="issue_refund", status=Span.Status.ERROR)
+    assert cut.error_message.startswith("interrupted:") and "rescuer" in cut.error_message
+    assert cut.attributes["idempotency_key"] == effect.idempotency_key
 
 
 def test_a_worker_that_lost_its_lease_writes_nothing_more(make_order, submit):
