@@ -12,7 +12,6 @@ from django.db import connection
 from django.utils import timezone
 
 from agentops.models import Run
-from agentops.runtime.loop import run_advance
 from agentops.simgateway.models import ProviderRefund
 from approvals.models import (
     ApprovalLimit,
@@ -35,14 +34,9 @@ from approvals.services import (
 )
 from approvals.tasks import notify_pending_action
 from tests.conftest import LEAD_LIMIT_CENTS
+from tests.runtime.helpers import advance
 
 pytestmark = pytest.mark.django_db
-
-
-def advance(run):
-    run_advance(run_id=run.pk, worker="test-worker")
-    run.refresh_from_db()
-    return run
 
 
 # --- limits --------------------------------------------------------------------

@@ -7,20 +7,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from agentops.models import Effect, Run
-from agentops.runtime.loop import run_advance
 from agentops.simgateway.models import ProviderRefund
 from agentops.tasks import advance_run
 from evals.models import EvalResult, ShadowRun, ShadowSetting
 from evals.selectors import shadow_summary
 from evals.services import case_create, shadow_after_production
+from tests.runtime.helpers import advance
 
 pytestmark = pytest.mark.django_db
-
-
-def advance(run):
-    run_advance(run_id=run.pk, worker="test-worker")
-    run.refresh_from_db()
-    return run
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import pytest
 from django.db.models import Sum
 
 from agentops.models import Effect, Run
-from agentops.runtime.loop import run_advance
 from approvals.models import PendingAction
 from approvals.services import action_approve
 from tests.fakes.messages_api import API_KEY, FakeMessagesAPI, Fault
+from tests.runtime.helpers import advance
 from traces.models import Span
 
 pytestmark = pytest.mark.django_db
@@ -24,12 +24,6 @@ def api(settings):
         settings.ANTHROPIC_TIMEOUT_SECONDS = 0.3
         settings.TRIAGE_MODEL = "offline"
         yield server
-
-
-def advance(run):
-    run_advance(run_id=run.pk, worker="test-worker")
-    run.refresh_from_db()
-    return run
 
 
 def use(name, input, id):

@@ -8,15 +8,10 @@ from agentops.runtime.loop import run_advance
 from agentops.simgateway.models import ProviderRefund, ScriptedFault
 from approvals.models import PendingAction
 from approvals.services import action_approve, action_reject
+from tests.runtime.helpers import advance
 from traces.models import Span
 
 pytestmark = pytest.mark.django_db
-
-
-def advance(run):
-    run_advance(run_id=run.pk, worker="test-worker")
-    run.refresh_from_db()
-    return run
 
 
 def test_it_refunds_a_small_order_automatically_and_replies(make_order, submit):

@@ -11,21 +11,15 @@ from agentops.models import Effect, PromptVersion, Run
 from agentops.replay import ReplayError, replay_divergence, replay_start
 from agentops.runtime import tools as tools_module
 from agentops.runtime.errors import TERMINAL, ToolError
-from agentops.runtime.loop import run_advance
 from agentops.simgateway.models import ProviderRefund, ScriptedFault
 from approvals.models import PendingAction
 from approvals.policy import APPROVAL, PolicyDecision, RuleResult
 from approvals.services import action_approve, action_reject
 from tests.runtime.conftest import text, tool_use
+from tests.runtime.helpers import advance
 from traces.models import Span
 
 pytestmark = pytest.mark.django_db
-
-
-def advance(run):
-    run_advance(run_id=run.pk, worker="test-worker")
-    run.refresh_from_db()
-    return run
 
 
 @pytest.fixture

@@ -4,20 +4,14 @@ open, read from the run, until then (traces.services.root_span_build)."""
 import pytest
 
 from agentops.models import Run
-from agentops.runtime.loop import run_advance
 from approvals.models import PendingAction
 from approvals.services import action_approve
+from tests.runtime.helpers import advance
 from traces.models import Span
 from traces.selectors import run_spans_list, span_get
 from traces.services import root_span_id
 
 pytestmark = pytest.mark.django_db
-
-
-def advance(run):
-    run_advance(run_id=run.pk, worker="test-worker")
-    run.refresh_from_db()
-    return run
 
 
 def test_a_parked_run_shows_its_root_open_and_its_end_writes_it_once(

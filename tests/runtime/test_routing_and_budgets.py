@@ -12,20 +12,14 @@ from agentops.models import Run
 from agentops.routing.models import DailySpend, ModelPrice, Route
 from agentops.runtime import loop
 from agentops.runtime.budget import budget_check, day_spend, spend_record
-from agentops.runtime.loop import run_advance
 from agentops.runtime.pricing import model_cost
 from agentops.runtime.triage import route_choose
 from tests.runtime.conftest import text, tool_use
+from tests.runtime.helpers import advance
 from traces.models import Span
 from traces.payloads import span_output
 
 pytestmark = pytest.mark.django_db
-
-
-def advance(run):
-    run_advance(run_id=run.pk, worker="test-worker")
-    run.refresh_from_db()
-    return run
 
 
 @pytest.fixture
