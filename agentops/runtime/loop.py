@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -1134,7 +1134,9 @@ class Runner:
             )
             reply = resolved.args["body"] if tool.is_reply else None
             self._reply_in_ledger = self._reply_in_ledger or tool.is_reply
-            return self._answer(tool_use, result, is_error=False, spans=[span], reply=reply)
+            return self._answer(
+                tool_use, result, is_error=False, spans=[span], reply=reply, later=True
+            )
 
     def _answer_from_ledger(
         self, tool_use, tool, resolved, effect, step, attrs, *, replayed
@@ -1326,11 +1328,16 @@ class Runner:
         reply: str | None = None,
         end: tuple[str, str] | None = None,
         defer: bool = False,
+        later: bool = False,
     ) -> str | None:
         """Answer a tool call. With defer (read-only tools only), nothing is written now:
 
         the answer and its spans go out with the run's next write, in the same
         transaction. A crash before then repeats the read, which changes nothing.
+        With later (a side effect's answer, which its ledger row holds, written in
+        the caller's transaction), the spans are written now and the run's fields
+        with its next write (see _save): a crash before then answers the call again
+        from the ledger, as a retry of a call that succeeded is answered.
         """
         if self.replay is not None:
             self.replay.check_answer(
@@ -1354,42 +1361,38 @@ class Runner:
         if reply is not None:
             fields["reply"] = reply
         if defer and end is None:
-            for name, value in fields.items():
-                setattr(self.run, name, value)
-            self._pending_fields.update(fields)
+            self._defer_fields(fields)
             self._pending_spans.extend(spans)
             return None
         # Inside the caller's write transaction when there is one.
         with self._transaction():
-            self._save(**fields)
+            self._save(later=later and end is None, **fields)
             self._store(spans)
             if end is not None:
                 return self._end(*end)
         return None
 
-    def _save(self, **fields) -> None:
+    def _save(self, *, later: bool = False, **fields) -> None:
         """Save run fields and renew the lease, only if we still hold it.
 
         Deferred answers (see _answer) are written here too, in the same transaction.
+        `later`: what the fields record is written elsewhere in this transaction (a
+        side effect's answer, in its ledger row), so unless the lease is due for
+        renewal they wait for the run's next write, and the run is only locked.
         """
         now = timezone.now()
+        renewal = self._lease_renewal(now)
+        if later and renewal is None:
+            self._defer_fields(fields)
+            self._fence()
+            # The next model call's budget check reads today's spend, read here.
+            self._day_spend_wanted = bool(settings.DAILY_MAX_COST_USD) and self._spends
+            return
         fields = {**self._pending_fields, **fields}
-        lease = timedelta(seconds=settings.RUN_LEASE_SECONDS)
-        expires = self.run.lease_expires_at
-        # A short lease (tests, chaos runs) is renewed once half of it is gone, so a
-        # live worker never runs on a lease that has already expired.
-        slack = min(LEASE_RENEWAL_SLACK, lease / 2)
-        if expires is None or expires - now < lease - slack:
-            # Not renewed again within seconds of the last renewal: lease_expires_at
-            # is indexed (run_open_lease), so changing it makes a save a non-HOT
-            # update that writes an entry in every index of the run table.
-            fields["lease_expires_at"] = now + lease
+        if renewal is not None:
+            fields["lease_expires_at"] = renewal
         elif not fields:
-            # Only the fence (before a side effect): the row locked to the end of the
-            # caller's transaction keeps the lease ours until its writes commit, as an
-            # UPDATE would, without writing a new version of the run's row.
-            hot.lock_one(Run, self._held(), or_raise=self._lease_lost)
-            self._store(self._flush_pending_spans())
+            self._fence()  # before a side effect
             return
         fields["updated_at"] = now
         self._update_held(fields)
@@ -1399,6 +1402,35 @@ class Runner:
             setattr(self.run, name, value)
         self._pending_fields = {}
         self._store(self._flush_pending_spans())
+
+    def _lease_renewal(self, now) -> datetime | None:
+        """The lease's new expiry if a save now is to renew it, else None.
+
+        Not renewed again within seconds of the last renewal: lease_expires_at is
+        indexed (run_open_lease), so changing it makes a save a non-HOT update that
+        writes an entry in every index of the run table.
+        """
+        lease = timedelta(seconds=settings.RUN_LEASE_SECONDS)
+        expires = self.run.lease_expires_at
+        # A short lease (tests, chaos runs) is renewed once half of it is gone, so a
+        # live worker never runs on a lease that has already expired.
+        slack = min(LEASE_RENEWAL_SLACK, lease / 2)
+        if expires is None or expires - now < lease - slack:
+            return now + lease
+        return None
+
+    def _fence(self) -> None:
+        """The run's row locked to the end of the open transaction: the lease stays ours
+        until its writes commit, as an UPDATE would keep it, without writing a new
+        version of the row. The pending spans go with it."""
+        hot.lock_one(Run, self._held(), or_raise=self._lease_lost)
+        self._store(self._flush_pending_spans())
+
+    def _defer_fields(self, fields: dict) -> None:
+        """Run fields set now and written with the run's next write."""
+        for name, value in fields.items():
+            setattr(self.run, name, value)
+        self._pending_fields.update(fields)
 
     def _store(self, spans: list[Span]) -> None:
         """Write spans: new ones in one INSERT, started ones updated with their outcome."""

@@ -65,7 +65,9 @@ WRITE_TRANSACTIONS = 10
 # the model step it saves, 36 before the root span was written once, when the run
 # ends, with the last step's spans (it was inserted when the run began and updated at
 # its end). A side effect's span, written once with its outcome, is inserted where it
-# was updated (it was inserted started with the ledger row): the same count.
+# was updated (it was inserted started with the ledger row): the same count. A side
+# effect's outcome locks the run where it updated it (its answer is in the ledger row
+# and goes with the run's next write): the same count too.
 STATEMENTS = 35
 # Queries sent to PostgreSQL: the writes of each of the run's transactions go out in
 # one pipeline, one round trip (agentops.db.batch), BEGIN and COMMIT included, and
@@ -128,6 +130,22 @@ def test_the_standard_ticket_writes_each_span_once_finished(standard_ticket):
     refund = Span.objects.get(run=standard_ticket, kind=Span.Kind.TOOL, name="issue_refund")
     assert (refund.status, refund.attempt) == (Span.Status.OK, 1)
     assert refund.started_at < refund.ended_at
+
+
+def test_a_side_effect_s_outcome_locks_the_run_and_does_not_rewrite_it(standard_ticket):
+    """The run is written 6 times: the claim, its beginning, and each model step's save
+    (the first before the second call, the refund's and the reply's with their ledger
+    rows, the last with the end). A side effect's outcome, which its ledger row holds,
+    locks the run (the lease fence) and leaves the answer to the run's next write."""
+    status, queries = _run_counted(standard_ticket)
+
+    assert status == Run.Status.RESOLVED
+    sql = [q["sql"] for q in queries]
+    assert sum(s.count('UPDATE "agentops_run"') for s in sql) == 6, "\n".join(sql)
+    if connection.vendor == "postgresql":  # one round trip a transaction
+        outcomes = [s for s in sql if 'UPDATE "agentops_effect"' in s]
+        assert len(outcomes) == 2
+        assert all('UPDATE "agentops_run"' not in s and "FOR UPDATE" in s for s in outcomes)
 
 
 def test_a_retry_s_started_span_is_finished_with_its_outcome_columns_only(standard_ticket):

@@ -237,6 +237,55 @@ def test_a_worker_killed_after_the_provider_committed_is_resumed_without_paying_
     assert cut.attributes["idempotency_key"] == effect.idempotency_key
 
 
+def test_a_worker_killed_after_a_refund_s_outcome_answers_it_from_the_ledger(
+    make_order, submit, monkeypatch
+):
+    """The refund's outcome is committed with its ledger row and span; the run's own
+    record of the answer waits for its next write. A worker killed before then leaves
+    the call answered in the ledger only: the next one answers it from there."""
+    from agentops.integrations.llm.offline import OfflineModel
+
+    order = make_order(total_cents=2000)
+    run = submit(f"refund {order.order_id}")
+    real_create = OfflineModel.create
+
+    class WorkerKilled(BaseException):
+        """Not an Exception: like SIGKILL, nothing in the loop may handle it."""
+
+    def die_after_the_refund(self, **kwargs):
+        last = kwargs["messages"][-1]
+        if last["role"] == "user" and "refund_id" in str(last["content"]):
+            raise WorkerKilled  # the model call that would read the refund's answer
+        return real_create(self, **kwargs)
+
+    monkeypatch.setattr(OfflineModel, "create", die_after_the_refund)
+    with pytest.raises(WorkerKilled):
+        run_advance(run_id=run.pk, worker="doomed")
+    monkeypatch.undo()
+
+    run.refresh_from_db()
+    effect = Effect.objects.get(tool="issue_refund")
+    assert effect.status == Effect.Status.SUCCEEDED
+    done = Span.objects.get(kind="tool", name="issue_refund")
+    assert (done.status, done.attributes["ledger"]) == (Span.Status.OK, "new")
+    assert "refund_id" not in str(run.tool_results)  # with the run's next write
+
+    Run.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    run = advance(run, worker="rescuer")
+
+    assert run.status == Run.Status.RESOLVED, run.outcome_reason
+    assert ProviderRefund.objects.filter(payment_ref=order.payment_ref).count() == 1
+    effect.refresh_from_db()
+    assert effect.attempts == 1
+    again = Span.objects.get(
+        kind="tool", name="issue_refund", attributes__replayed_from_ledger=True
+    )
+    assert again.status == Span.Status.OK
+    # The model was given the refund's answer once, the ledger's.
+    [answer] = [b for b in results(run) if "refund_id" in b["content"]]
+    assert "Already done for this ticket" in answer["content"]
+
+
 def test_a_worker_that_lost_its_lease_writes_nothing_more(make_order, submit):
     run = submit("hello")
     first = _claim(run_id=run.pk, worker="slow")
