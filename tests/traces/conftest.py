@@ -16,6 +16,8 @@ make_run = web.make_run
 make_span = web.make_span
 make_effect = web.make_effect
 make_action = web.make_action
+make_order = web.make_order
+submit = web.submit
 
 
 @pytest.fixture
