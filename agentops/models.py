@@ -215,6 +215,11 @@ class Run(models.Model):
         return self.status in self.FINAL_STATUSES
 
     @property
+    def is_replay(self) -> bool:
+        """A replay, fork, eval or shadow run of another run (not a production run)."""
+        return bool(self.replay_of_id) and self.mode != self.Mode.PRODUCTION
+
+    @property
     def duration(self):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at

@@ -97,7 +97,7 @@ def ledger_call_span(*, run, effect, step: int) -> Span:
 
 def _replay_attributes(run) -> dict | None:
     """What the root span says of a replay: which run it replays, and how."""
-    if not run.replay_of_id or run.mode == run.Mode.PRODUCTION:
+    if not run.is_replay:
         return None
     return {
         "replay_mode": run.mode,

@@ -71,7 +71,7 @@ def run_take_over(*, run, previous_worker: str, lease_expired_at, worker: str) -
         kind=Span.Kind.POLICY,
         name=INTERRUPTED,
         step=step,
-        parent_span_id=run.trace_id[:16],
+        parent_span_id=root_span_id(run),
         attributes={
             "previous_worker": previous_worker,
             "lease_expired_at": lease_expired_at.isoformat() if lease_expired_at else None,

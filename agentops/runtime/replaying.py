@@ -260,9 +260,7 @@ class ReplayPlan:
 
     @classmethod
     def for_run(cls, run: Run) -> ReplayPlan | None:
-        if not run.replay_of_id or run.mode == Run.Mode.PRODUCTION:
-            return None
-        return cls(run)
+        return cls(run) if run.is_replay else None
 
     @property
     def recording(self) -> Recording:
