@@ -20,6 +20,8 @@ from agentops.bench.where import (
     wal_by_table,
     walinspect_enable,
 )
+from agentops.models import Run
+from agentops.routing.models import DailySpend
 
 
 def _real_services() -> bool:
@@ -44,6 +46,12 @@ def test_it_prints_throughput_latency_writes_and_memory_against_the_floor(capsys
 
     out = capsys.readouterr().out
     assert "over 12 agentops tickets" in out  # 5 + 3, then a batch of 4 more
+    # Each model call cost money, as in production: the runs' costs and the day's spend.
+    assert "the offline model priced as claude-sonnet-4-6 ($3/$15 per MTok)" in out
+    resolved = Run.objects.filter(status=Run.Status.RESOLVED)
+    assert resolved.count() >= 12 and not resolved.filter(cost=0).exists()
+    spent = sum(day.cost for day in DailySpend.objects.all())  # a midnight may fall inside
+    assert spent == sum(run.cost for run in Run.objects.all())
     for figure in (
         "tickets/s (median)",
         "ratio agentops / floor",

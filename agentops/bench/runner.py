@@ -2,7 +2,10 @@
 
 Workload: one ticket is the standard refund run (model → lookup_order → model →
 issue_refund → model → send_reply → model) with the offline model and the
-simulated gateway at zero latency, every safeguard on. The floor is a bare
+simulated gateway at zero latency, every safeguard on. The offline model is priced
+as the model the default route gives these tickets (see price_like_production), so
+each call costs what it would in production and the budget's writes and checks are
+those of production. The floor is a bare
 Celery task doing five single-row INSERTs per ticket. Both are measured in the
 same run, on the same database, broker and worker processes.
 """
@@ -19,6 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
@@ -45,7 +49,36 @@ WORKLOAD_ENV = {
     "GATEWAY_SERVER_ERROR": "0",
     "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
     "LOG_LEVEL": "WARNING",
+    # The daily cap stays on (each check compares), set where a day of benchmarks on
+    # the bench database never reaches it: ~1.6 cents a ticket at PRICED_AS's prices.
+    "DAILY_MAX_COST_USD": "1000000",
 }
+
+# The offline model is priced as this one, at its list prices (USD per million tokens:
+# input, output, cache read, cache write; as routing's migration 0002 seeds them): the
+# model the default route table gives the benchmark's tickets. With the offline model
+# at its seeded price of 0, a call cost nothing, so the run's cost never changed and
+# the day's spend was never written: the benchmark measured a ticket without the
+# writes every priced call makes in production.
+PRICED_AS = ("claude-sonnet-4-6", Decimal("3"), Decimal("15"), Decimal("0.30"), Decimal("3.75"))
+
+
+def price_like_production() -> str:
+    """Give the offline model PRICED_AS's prices (in the bench database); returns what
+    the workload line says about it."""
+    from agentops.routing.models import ModelPrice
+
+    name, given, made, cache_read, cache_write = PRICED_AS
+    ModelPrice.objects.update_or_create(
+        model="offline",
+        defaults={
+            "input_per_mtok": given,
+            "output_per_mtok": made,
+            "cache_read_per_mtok": cache_read,
+            "cache_write_per_mtok": cache_write,
+        },
+    )
+    return f"the offline model priced as {name} (${given}/${made} per MTok)"
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agentops.bench.runner import statements, write_transactions
+from agentops.bench.runner import price_like_production, statements, write_transactions
 from agentops.models import Effect, Run
 from agentops.runtime.config_cache import TOKEN_SQL, config_cache_clear
 from agentops.runtime.loop import run_advance
@@ -67,8 +67,10 @@ WRITE_TRANSACTIONS = 10
 # its end). A side effect's span, written once with its outcome, is inserted where it
 # was updated (it was inserted started with the ledger row): the same count. A side
 # effect's outcome locks the run where it updated it (its answer is in the ledger row
-# and goes with the run's next write): the same count too.
-STATEMENTS = 35
+# and goes with the run's next write): the same count too. 35 before the model was
+# priced here as in production (and in `make bench`): each of the 5 priced calls adds
+# its cost to the day's spend, one upsert in the transaction that saves it.
+STATEMENTS = 40
 # Queries sent to PostgreSQL: the writes of each of the run's transactions go out in
 # one pipeline, one round trip (agentops.db.batch), BEGIN and COMMIT included, and
 # so does the provider's refund (4 round trips before issue 8's fifth round); the
@@ -88,6 +90,13 @@ PROGRESS_COMMITS = 4
 def _statements_expected(count: int) -> int:
     """SQLite's claim reads the conversation in a query of its own (see _claimed_columns)."""
     return count if connection.vendor == "postgresql" else count + 1
+
+
+@pytest.fixture(autouse=True)
+def _priced_like_production():
+    """Each model call costs money, as in production and in `make bench`: the run's
+    cost changes at each step and the day's spend is written."""
+    price_like_production()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from agentops.bench.runner import (
     median_of,
     one_ticket_counted,
     percentile,
+    price_like_production,
 )
 from agentops.bench.where import CPU_GROUPS, wal_by_table, walinspect_enable
 
@@ -46,6 +47,7 @@ class Command(BaseCommand):
         if settings.CELERY_BROKER_URL.startswith("filesystem"):
             raise CommandError("The benchmark needs a real broker: set CELERY_BROKER_URL.")
         floor_table_create()
+        priced = price_like_production()
         walinspect_missing = walinspect_enable()
         workers = Workers(processes=processes, env={})
         out = self.stdout.write
@@ -57,7 +59,7 @@ class Command(BaseCommand):
         )
         out(
             f"workload: {tickets} tickets x {rounds} rounds (median quoted), warm-up {warmup}, "
-            f"{processes} worker processes"
+            f"{processes} worker processes, {priced}"
         )
         out(_database_state())
         workers.start()
