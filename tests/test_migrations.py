@@ -1,5 +1,7 @@
 """Migrations that move data: forwards and backwards, nothing lost."""
 
+from decimal import Decimal
+
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -113,5 +115,47 @@ def test_an_unfinished_run_s_open_root_goes_and_comes_back():
         assert (root.span_id, root.status, root.started_at) == ("a" * 16, "started", now)
         assert root.input == {"ticket": str(ticket.code), "subject": "Mug"}
         assert Span.objects.filter(kind="run").count() == 2
+    finally:
+        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+BEFORE_FINAL_COST = [
+    ("traces", "0014_root_span_written_at_the_end"),
+    ("agentops", "0013_run_status_last"),
+]
+FINAL_COST = [("traces", "0015_run_final_cost_index")]
+
+
+def _run_indexes() -> set[str]:
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "agentops_run")
+    return {name for name, about in constraints.items() if about["index"]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cost_index_moves_to_final_cost_and_back():
+    """Runs already there get their final_cost (finished ones only), and the cost sort's
+    index goes with it; backwards, run_cost comes back and final_cost goes."""
+    from django.utils import timezone
+
+    try:
+        apps = _migrate(BEFORE_FINAL_COST).loader.project_state(BEFORE_FINAL_COST).apps
+        assert "run_cost" in _run_indexes()
+        Ticket, Run = apps.get_model("agentops", "Ticket"), apps.get_model("agentops", "Run")
+        ticket = Ticket.objects.create(customer_email="ada@example.com", subject="s", body="b")
+        done = Run.objects.create(ticket=ticket, cost="0.25", finished_at=timezone.now())
+        running = Run.objects.create(ticket=ticket, cost="0.40")
+
+        apps = _migrate(FINAL_COST).loader.project_state(FINAL_COST).apps
+        Run = apps.get_model("agentops", "Run")
+        final = dict(Run.objects.values_list("pk", "final_cost"))
+        assert (final[done.pk], final[running.pk]) == (Decimal("0.25"), None)
+        assert "run_final_cost" in _run_indexes() and "run_cost" not in _run_indexes()
+
+        _migrate(BEFORE_FINAL_COST)
+        assert "run_cost" in _run_indexes() and "run_final_cost" not in _run_indexes()
+        with connection.cursor() as cursor:
+            columns = connection.introspection.get_table_description(cursor, "agentops_run")
+        assert "final_cost" not in {c.name for c in columns}
     finally:
         _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())

@@ -21,7 +21,8 @@ RUNS_PAGE_SIZE = 50
 SORTS: dict[str, tuple[str, bool]] = {
     "newest": ("created_at", True),
     "oldest": ("created_at", False),
-    "cost": ("cost", True),
+    # Finished runs only, as for duration: a running run's cost is not its last.
+    "cost": ("final_cost", True),
     "duration": ("elapsed", True),
 }
 
@@ -123,7 +124,7 @@ def run_search(*, filters: RunFilters) -> QuerySet[Run]:
     if filters.q.strip():
         runs = runs.filter(_search(filters.q))
     if filters.min_cost is not None:
-        runs = runs.filter(cost__gte=filters.min_cost)
+        runs = runs.filter(final_cost__gte=filters.min_cost)
     if filters.min_duration is not None:
         runs = runs.filter(elapsed__gte=filters.min_duration)
     if filters.error_class:
@@ -138,6 +139,8 @@ def run_search(*, filters: RunFilters) -> QuerySet[Run]:
         )
     if filters.sort == "duration":
         runs = runs.filter(finished_at__isnull=False, started_at__isnull=False)
+    elif filters.sort == "cost":
+        runs = runs.filter(final_cost__isnull=False)
     return runs
 
 
@@ -190,6 +193,8 @@ def run_list_page(
         cursor = Run.objects.get(code=cursor_code)
         if key == "elapsed" and (cursor.finished_at is None or cursor.started_at is None):
             raise Run.DoesNotExist("the cursor run has no duration")
+        if key == "final_cost" and cursor.final_cost is None:
+            raise Run.DoesNotExist("the cursor run has not finished")
 
     if before is not None:
         window = list(backward.filter(earlier(cursor))[: size + 1])

@@ -157,6 +157,31 @@ def test_a_side_effect_s_outcome_locks_the_run_and_does_not_rewrite_it(standard_
         assert all('UPDATE "agentops_run"' not in s and "FOR UPDATE" in s for s in outcomes)
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's HOT updates")
+def test_a_model_step_s_save_changes_no_indexed_column_of_the_run(standard_ticket):
+    """Of the run's 6 updates, 3 change an indexed column and take an entry in each of
+    its indexes: the claim (status, lease), the beginning (model) and the end (status,
+    final_cost). The saves of the model steps in between are HOT updates, although
+    each changes the run's cost: the runs list's cost index is on final_cost."""
+
+    def run_updates() -> tuple[int, int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = %s",
+                [Run._meta.db_table],
+            )
+            return cursor.fetchone()
+
+    updated, hot = run_updates()
+    status, _ = _run_counted(standard_ticket)
+    updated_after, hot_after = run_updates()
+
+    assert status == Run.Status.RESOLVED
+    standard_ticket.refresh_from_db()
+    assert standard_ticket.cost > 0 and standard_ticket.final_cost == standard_ticket.cost
+    assert (updated_after - updated, hot_after - hot) == (6, 3)
+
+
 def test_a_retry_s_started_span_is_finished_with_its_outcome_columns_only(standard_ticket):
     """A retry's span is saved started, before its call; its outcome sets what
     span_finish sets, not the input and the rest again."""

@@ -142,6 +142,21 @@ def test_it_filters_by_cost_above_a_value(lead_client, make_run):
     assert subjects(response) == ["Dear", "Exactly"]
 
 
+def test_the_cost_sort_and_filter_hold_finished_runs(lead_client, make_run):
+    """Like the duration's: a running run's cost is not yet what it will have cost."""
+    now = timezone.now()
+    make_run(subject="Done", cost=Decimal("0.20"), finished_at=now)
+    make_run(Run.Status.RUNNING, subject="Still running", cost=Decimal("0.90"), finished_at=None)
+    make_run(Run.Status.AWAITING_APPROVAL, subject="Parked", cost=Decimal("0.50"), finished_at=None)
+
+    assert subjects(lead_client.get(reverse("runs"), {"sort": "cost"})) == ["Done"]
+    assert subjects(lead_client.get(reverse("runs"), {"min_cost": "0.10"})) == ["Done"]
+    running = Run.objects.get(status=Run.Status.RUNNING)
+    assert running.final_cost is None
+    response = lead_client.get(reverse("runs"), {"sort": "cost", "after": running.code})
+    assert response.status_code == 404  # a cursor outside the order, as for duration
+
+
 def test_it_rejects_a_negative_cost(lead_client):
     response = lead_client.get(reverse("runs"), {"min_cost": "-1"})
     assert response.status_code == 400
