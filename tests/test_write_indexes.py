@@ -147,7 +147,10 @@ def _checks(table: str) -> dict[str, str]:
 def test_the_columns_a_run_changes_come_last():
     columns = _columns("agentops_run")
     # The conversation, once the last column, is the run's turns (migration 0012).
-    assert columns[0] == "id" and columns[-1] == "reply" and "messages" not in columns
+    # final_cost, computed by the database, came after (0014): null until the run ends,
+    # it takes no byte of a running run's row.
+    assert columns[0] == "id" and columns[-2:] == ["reply", "final_cost"]
+    assert "messages" not in columns
     # Triage, written once, sits before the columns every update changes.
     assert columns.index("triage") < columns.index("tool_results") < columns.index("updated_at")
     # The status too changes with the claim and the end: with them (migration 0013).
@@ -182,4 +185,7 @@ def test_moving_the_columns_again_keeps_rows_indexes_and_constraints():
     assert _checks("agentops_run") == checks
     again = Run.objects.get(pk=run.pk)
     assert (again.step_count, str(again.cost), again.reply) == (3, "0.125000", "Done.")
+    assert again.final_cost is None  # computed again: the run has not finished
+    Run.objects.filter(pk=run.pk).update(finished_at=run.created_at)
+    assert Run.objects.get(pk=run.pk).final_cost == again.cost
     assert again.triage == {"intent": "refund"} and again.updated_at == run.updated_at

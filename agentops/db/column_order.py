@@ -42,6 +42,20 @@ def _move_to_end(schema_editor, table: str, columns: list[str]) -> None:
                 checks[name] = definition
         cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [table])
         indexes = dict(cursor.fetchall())
+        # Stored generated columns (Run.final_cost) may depend on the moved ones, which
+        # then cannot be dropped: they go first and come back last, computed again.
+        cursor.execute(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+            "pg_get_expr(d.adbin, d.adrelid) "
+            "FROM pg_attribute a "
+            "JOIN pg_attrdef d ON (d.adrelid, d.adnum) = (a.attrelid, a.attnum) "
+            "WHERE a.attrelid = %s::regclass AND a.attgenerated = 's' AND NOT a.attisdropped "
+            "ORDER BY a.attnum",
+            [table],
+        )
+        generated = cursor.fetchall()
+    for column, _kind, _expression in generated:
+        schema_editor.execute(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
     for column in columns:
         kind, _notnull, hasdef = info[column]
         if hasdef:
@@ -58,6 +72,11 @@ def _move_to_end(schema_editor, table: str, columns: list[str]) -> None:
         )
         if info[column][1]:
             schema_editor.execute(f'ALTER TABLE "{table}" ALTER COLUMN "{column}" SET NOT NULL')
+    for column, kind, expression in generated:
+        schema_editor.execute(
+            f'ALTER TABLE "{table}" ADD COLUMN "{column}" {kind} '
+            f"GENERATED ALWAYS AS ({expression}) STORED"
+        )
     with schema_editor.connection.cursor() as cursor:
         cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", [table])
         kept = {name for (name,) in cursor.fetchall()}
