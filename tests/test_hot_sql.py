@@ -267,6 +267,29 @@ def test_spend_record_creates_the_days_row_then_adds_to_it():
     assert DailySpend.objects.get(day=date(2026, 2, 1)).cost == Decimal("0.375")
 
 
+def test_each_process_adds_to_its_shard_and_a_day_s_spend_adds_them_up(monkeypatch):
+    """Two workers' transactions do not wait for each other on one row of the day's."""
+    from agentops.runtime import budget
+
+    today = budget._utc_day()
+    for shard, cost in [(3, "0.25"), (7, "0.125"), (3, "0.5")]:
+        monkeypatch.setattr(budget, "spend_shard", lambda shard=shard: shard)
+        budget.spend_record(cost=Decimal(cost))
+    budget.spend_record(cost=Decimal("9"), day=date(2026, 2, 1))  # another day
+
+    rows = DailySpend.objects.filter(day=today).values_list("shard", "cost")
+    assert sorted(rows) == [(3, Decimal("0.75")), (7, Decimal("0.125"))]
+    assert budget.day_spend() == Decimal("0.875")
+    read = []
+    with write_transaction():
+        budget.day_spend_read(on_read=read.append)
+    assert read == [Decimal("0.875")]
+    claimed = Run.objects.annotate(spent=budget.day_spend_column()).values_list("spent")
+    Run.objects.create(ticket=Ticket.objects.create(customer_email="a@example.com"))
+    assert claimed.get() == (Decimal("0.875"),)
+    assert 0 <= budget.spend_shard() < budget.DAY_SPEND_SHARDS
+
+
 # --- write transactions (agentops.db.batch) ---------------------------------------
 
 

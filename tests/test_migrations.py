@@ -159,3 +159,34 @@ def test_the_cost_index_moves_to_final_cost_and_back():
         assert "final_cost" not in {c.name for c in columns}
     finally:
         _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+BEFORE_SHARDS = [("routing", "0003_daily_spend")]
+SHARDS = [("routing", "0004_daily_spend_shards")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_day_s_spend_goes_to_shard_0_and_its_shards_add_up_backwards():
+    from datetime import date
+
+    try:
+        apps = _migrate(BEFORE_SHARDS).loader.project_state(BEFORE_SHARDS).apps
+        DailySpend = apps.get_model("routing", "DailySpend")
+        DailySpend.objects.create(day=date(2026, 3, 1), cost=Decimal("1.5"))
+
+        apps = _migrate(SHARDS).loader.project_state(SHARDS).apps
+        DailySpend = apps.get_model("routing", "DailySpend")
+        assert list(DailySpend.objects.values_list("day", "shard", "cost")) == [
+            (date(2026, 3, 1), 0, Decimal("1.5"))
+        ]
+        DailySpend.objects.create(day=date(2026, 3, 1), shard=5, cost=Decimal("0.25"))
+        DailySpend.objects.create(day=date(2026, 3, 2), shard=5, cost=Decimal("2"))
+
+        apps = _migrate(BEFORE_SHARDS).loader.project_state(BEFORE_SHARDS).apps
+        DailySpend = apps.get_model("routing", "DailySpend")
+        assert sorted(DailySpend.objects.values_list("day", "cost")) == [
+            (date(2026, 3, 1), Decimal("1.75")),
+            (date(2026, 3, 2), Decimal("2")),
+        ]
+    finally:
+        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())

@@ -224,20 +224,20 @@ def value_where(model: type[models.Model], name: str, where: Mapping[str, object
     return values[0] if values else None
 
 
-def value_with(
+def values_with(
     model: type[models.Model],
     name: str,
     where: Mapping[str, object],
     *,
-    on_read: Callable[[object], None],
+    on_read: Callable[[list], None],
 ) -> None:
-    """value_where, read by the open write transaction after the writes added to it so
+    """values_where, read by the open write transaction after the writes added to it so
     far (in the same round trip on PostgreSQL) and given to `on_read` once it is sent;
     read at once outside any."""
     sql = _select_sql(model, (model._meta.get_field(name).column,), _shape(where), lock=False)
 
     def returned(rows: list[tuple]) -> None:
-        on_read(_converted(model, name, rows[0][0]) if rows else None)
+        on_read([_converted(model, name, row[0]) for row in rows])
 
     execute(Statement(sql, _compared(model, where), returned=returned, is_select=True))
 

@@ -36,7 +36,7 @@ class RouteAdmin(admin.ModelAdmin):
 class DailySpendAdmin(admin.ModelAdmin):
     """The daily cap's counter: written by the runtime, read here, never edited."""
 
-    list_display = ["day", "cost"]
+    list_display = ["day", "shard", "cost"]
     date_hierarchy = "day"
 
     def has_add_permission(self, request):

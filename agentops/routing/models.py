@@ -109,15 +109,22 @@ class DailySpend(models.Model):
     """What model and triage calls cost on one UTC day: the daily cap's counter.
 
     Incremented in the transaction that records a priced call, so the cap is
-    checked with one indexed read instead of a sum over the day's spans.
+    checked with one indexed read instead of a sum over the day's spans. A day's
+    spend is the sum of its rows, one per shard: each worker process adds to its
+    own (agentops.runtime.budget.spend_shard), so that two workers' transactions
+    do not wait for each other's on one row, held until each commits.
     """
 
-    day = models.DateField(unique=True)
+    day = models.DateField()
+    shard = models.PositiveSmallIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
 
     class Meta:
-        ordering = ["-day"]
+        ordering = ["-day", "shard"]
         verbose_name_plural = "daily spend"
+        constraints = [
+            models.UniqueConstraint(fields=["day", "shard"], name="dailyspend_day_shard")
+        ]
 
     def __str__(self) -> str:
-        return f"{self.day}: ${self.cost}"
+        return f"{self.day} (shard {self.shard}): ${self.cost}"
