@@ -280,6 +280,7 @@ def test_each_process_adds_to_its_shard_and_a_day_s_spend_adds_them_up(monkeypat
     rows = DailySpend.objects.filter(day=today).values_list("shard", "cost")
     assert sorted(rows) == [(3, Decimal("0.75")), (7, Decimal("0.125"))]
     assert budget.day_spend() == Decimal("0.875")
+    assert budget.day_spend(day=date(2020, 1, 1)) == 0  # no row: SUM says NULL
     read = []
     with write_transaction():
         budget.day_spend_read(on_read=read.append)

@@ -62,7 +62,8 @@ def day_spend(*, day=None) -> Decimal:
     from agentops.routing.models import DailySpend
 
     # Read before every model call: the hot path's plain SQL (see agentops.db.hot).
-    return sum(hot.values_where(DailySpend, "cost", {"day": _utc_day(day)}), Decimal(0))
+    cost = hot.sum_where(DailySpend, "cost", {"day": _utc_day(day)})
+    return cost if cost is not None else Decimal(0)
 
 
 def day_spend_column() -> RawSQL:
@@ -83,11 +84,11 @@ def day_spend_read(*, on_read: Callable[[Decimal], None]) -> None:
     spend_record among them), and give it to `on_read` once the transaction is sent."""
     from agentops.routing.models import DailySpend
 
-    hot.values_with(
+    hot.sum_with(
         DailySpend,
         "cost",
         {"day": _utc_day()},
-        on_read=lambda costs: on_read(sum(costs, Decimal(0))),
+        on_read=lambda cost: on_read(cost if cost is not None else Decimal(0)),
     )
 
 
