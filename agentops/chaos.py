@@ -38,9 +38,10 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db.models import Sum
 from django.utils import timezone
 
-from agentops.bench.runner import ROOT, database_url, worker_argv
+from agentops.bench.runner import ROOT, database_url, price_like_production, worker_argv
 from agentops.models import Run, Ticket
 from agentops.runtime.grounding import claimed_refund_sentences
 from agentops.runtime.interrupted import INTERRUPTED
@@ -96,10 +97,19 @@ class ChaosReport:
     decisions: Counter = field(default_factory=Counter)
     provider_refunds: int = 0
     silent_examples: list[str] = field(default_factory=list)
+    # What the runs cost, and what the budget's day counter recorded meanwhile: the same
+    # transactions write both, so a killed worker may leave neither, never one alone.
+    runs_cost: Decimal = Decimal(0)
+    spend_recorded: Decimal = Decimal(0)
 
     @property
     def clean(self) -> bool:
-        return self.lost == 0 and self.duplicate_refunds == 0 and self.silent_failures == 0
+        return (
+            self.lost == 0
+            and self.duplicate_refunds == 0
+            and self.silent_failures == 0
+            and self.spend_recorded == self.runs_cost
+        )
 
     def table(self) -> str:
         head = [
@@ -216,6 +226,9 @@ def worker_env(config: ChaosConfig, index: int) -> dict[str, str]:
         "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
         "LOG_LEVEL": "WARNING",
         "CRASH_POINT": "",
+        # Calls cost money as in production (chaos_run prices the offline model); the
+        # daily cap stays on, where a day of chaos runs never reaches it.
+        "DAILY_MAX_COST_USD": "1000000",
     }
 
 
@@ -370,6 +383,8 @@ def chaos_run(config: ChaosConfig, *, out: Callable[[str], None] = print) -> Cha
     log_dir = Path(settings.VAR_DIR) / "chaos" / tag
     log_dir.mkdir(parents=True, exist_ok=True)
     report = ChaosReport(tickets=config.tickets)
+    out(price_like_production())
+    spent_before = _spend_recorded()
     tickets = tickets_seed(config, tag=tag)
     approvers = _approvers()
     ours = Run.objects.filter(ticket__external_id__startswith=f"{tag}-")
@@ -456,7 +471,16 @@ def chaos_run(config: ChaosConfig, *, out: Callable[[str], None] = print) -> Cha
         restore_routes()
 
     _count(report, ours=ours, tag=tag, submitted=submitted)
+    # Every day's: a run may cross midnight. Nothing else spends in the chaos database.
+    report.spend_recorded = _spend_recorded() - spent_before
+    report.runs_cost = ours.aggregate(cost=Sum("cost"))["cost"] or Decimal(0)
     return report
+
+
+def _spend_recorded() -> Decimal:
+    from agentops.routing.models import DailySpend
+
+    return DailySpend.objects.aggregate(cost=Sum("cost"))["cost"] or Decimal(0)
 
 
 def _kill_one(rng, alive: list[ChaosWorker], report: ChaosReport, start_worker) -> None:
@@ -546,7 +570,8 @@ def summary(report: ChaosReport) -> str:
     return (
         f"kills: {sum(report.kills.values())} ({kills}); steps interrupted: "
         f"{report.interrupted_steps}; re-enqueued by the sweeper: {report.swept}; "
-        f"approvals decided: {decided}; refunds at the provider: {report.provider_refunds}"
+        f"approvals decided: {decided}; refunds at the provider: {report.provider_refunds}; "
+        f"spend recorded ${report.spend_recorded} for runs that cost ${report.runs_cost}"
     )
 
 

@@ -98,6 +98,9 @@ def test_a_small_chaos_run_loses_nothing_pays_nothing_twice_and_hides_no_failure
     assert sum(report.kills.values()) >= 2  # a kill every 2 s; a fast machine sees fewer
     assert report.retries > 0
     assert report.provider_refunds >= config.tickets // 2
+    # Each call cost money, and the day's counter recorded exactly what the runs cost.
+    assert report.runs_cost > 0 and report.spend_recorded == report.runs_cost
+    assert report.clean
     assert report.resolved >= config.tickets * 0.8
 
 

@@ -96,5 +96,6 @@ class Command(BaseCommand):
         if not report.clean:
             raise CommandError(
                 f"lost {report.lost}, duplicate refunds {report.duplicate_refunds}, "
-                f"silent failures {report.silent_failures}"
+                f"silent failures {report.silent_failures}, spend recorded "
+                f"${report.spend_recorded} for runs that cost ${report.runs_cost}"
             )
