@@ -1,9 +1,10 @@
 """The hot path's cost in queries: a regression here is a regression of `make bench`.
 
 The standard ticket (model → lookup_order → model → issue_refund → model →
-send_reply → model) with the offline model and the simulated gateway, every
-safeguard on. The counts are exact on purpose: a change that adds a query or a
-transaction must say so here, and one that saves some must lower the figure.
+send_reply → model) with the offline model, priced as in production, and the
+simulated gateway, every safeguard on. The counts are exact on purpose: a change
+that adds a query or a transaction must say so here, and one that saves some must
+lower the figure.
 """
 
 import re
