@@ -92,8 +92,9 @@ class RunFilterForm(forms.Form):
         choices=[
             ("", "Newest first"),
             ("oldest", "Oldest first"),
-            ("cost", "Most expensive"),
-            ("duration", "Slowest"),
+            # Both over finished runs (see traces.selectors.SORTS).
+            ("cost", "Most expensive, finished"),
+            ("duration", "Slowest, finished"),
         ],
         required=False,
     )

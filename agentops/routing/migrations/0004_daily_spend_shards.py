@@ -4,6 +4,9 @@ One row a day, locked by every priced call's transaction until it committed, was
 one row the workers waited for each other on (3.9% of active backend samples in a
 `make bench` round). Existing rows are shard 0. Backwards, each day's shards are
 added up into shard 0 first.
+
+Deploy with the workers stopped: a worker on the code before upserts ON CONFLICT (day),
+which no unique index matches any more, and its priced steps would fail.
 """
 
 from django.db import migrations, models
