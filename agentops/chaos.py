@@ -41,7 +41,13 @@ from django.contrib.auth import get_user_model
 from django.db.models import Sum
 from django.utils import timezone
 
-from agentops.bench.runner import ROOT, database_url, price_like_production, worker_argv
+from agentops.bench.runner import (
+    PRICED_ENV,
+    ROOT,
+    database_url,
+    price_like_production,
+    worker_argv,
+)
 from agentops.models import Run, Ticket
 from agentops.runtime.grounding import claimed_refund_sentences
 from agentops.runtime.interrupted import INTERRUPTED
@@ -226,9 +232,8 @@ def worker_env(config: ChaosConfig, index: int) -> dict[str, str]:
         "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
         "LOG_LEVEL": "WARNING",
         "CRASH_POINT": "",
-        # Calls cost money as in production (chaos_run prices the offline model); the
-        # daily cap stays on, where a day of chaos runs never reaches it.
-        "DAILY_MAX_COST_USD": "1000000",
+        # Calls cost money as in production (chaos_run prices the offline model).
+        **PRICED_ENV,
     }
 
 

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import CharField, DecimalField
 from django.db.models.expressions import RawSQL
 from django.test.utils import CaptureQueriesContext
@@ -537,6 +537,38 @@ def test_a_hot_read_is_prepared_once_it_has_run_a_few_times(run):
         assert query(sql, [run.pk]) == [(run.trace_id,)]
 
     assert 'SELECT "trace_id" FROM "agentops_run" WHERE "id" = $1' in _prepared_statements()
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_adds_to_the_day_s_spend_while_another_holds_its_own_shard(monkeypatch):
+    """What the shards are for: another worker's transaction holding its shard's row
+    (until it commits) does not hold this one's spend_record; on the same shard it does."""
+    import psycopg
+
+    from agentops.runtime import budget
+
+    today = budget._utc_day()
+    for shard in (3, 7):
+        DailySpend.objects.create(day=today, shard=shard, cost=Decimal("1"))
+    with psycopg.connect(**connection.get_connection_params()) as other:  # a transaction
+        other.execute(
+            "UPDATE routing_dailyspend SET cost = cost + 1 WHERE day = %s AND shard = 3", [today]
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '500ms'")
+        try:
+            monkeypatch.setattr(budget, "spend_shard", lambda: 7)
+            budget.spend_record(cost=Decimal("0.5"))
+            monkeypatch.setattr(budget, "spend_shard", lambda: 3)
+            with pytest.raises(OperationalError, match="lock timeout"):
+                budget.spend_record(cost=Decimal("0.5"))
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+        other.rollback()
+    spent = dict(DailySpend.objects.filter(day=today).values_list("shard", "cost"))
+    assert spent == {3: Decimal("1"), 7: Decimal("1.5")}
 
 
 @postgresql_only

@@ -40,6 +40,17 @@ from agentops.shop.models import Customer, Order
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# The offline model is priced as this one, at its list prices (USD per million tokens:
+# input, output, cache read, cache write; as routing's migration 0002 seeds them): the
+# model the default route table gives the benchmark's tickets. With the offline model
+# at its seeded price of 0, a call cost nothing, so the run's cost never changed and
+# the day's spend was never written: the benchmark measured a ticket without the
+# writes every priced call makes in production.
+PRICED_AS = ("claude-sonnet-4-6", Decimal("3"), Decimal("15"), Decimal("0.30"), Decimal("3.75"))
+# With the model priced, the daily cap stays on (each check compares), set where a day
+# of benchmarks or chaos runs never reaches it: ~1.6 cents a ticket at PRICED_AS's prices.
+PRICED_ENV = {"DAILY_MAX_COST_USD": "1000000"}
+
 # The workload's settings: no model or gateway latency, no injected faults.
 WORKLOAD_ENV = {
     "OFFLINE_MODEL_LATENCY_MS": "0",
@@ -49,18 +60,8 @@ WORKLOAD_ENV = {
     "GATEWAY_SERVER_ERROR": "0",
     "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
     "LOG_LEVEL": "WARNING",
-    # The daily cap stays on (each check compares), set where a day of benchmarks on
-    # the bench database never reaches it: ~1.6 cents a ticket at PRICED_AS's prices.
-    "DAILY_MAX_COST_USD": "1000000",
+    **PRICED_ENV,
 }
-
-# The offline model is priced as this one, at its list prices (USD per million tokens:
-# input, output, cache read, cache write; as routing's migration 0002 seeds them): the
-# model the default route table gives the benchmark's tickets. With the offline model
-# at its seeded price of 0, a call cost nothing, so the run's cost never changed and
-# the day's spend was never written: the benchmark measured a ticket without the
-# writes every priced call makes in production.
-PRICED_AS = ("claude-sonnet-4-6", Decimal("3"), Decimal("15"), Decimal("0.30"), Decimal("3.75"))
 
 
 def price_like_production() -> str:
