@@ -20,6 +20,7 @@ from evals.checks import case_check
 from evals.compare import FREE_TEXT_ARGS, run_steps
 from evals.models import EvalResult, EvalRun, RegressionCase, ShadowRun, ShadowSetting
 from traces.models import Span
+from traces.payloads import span_output
 
 logger = logging.getLogger(__name__)
 
@@ -120,10 +121,12 @@ def recorded_tool_results(*, run: Run) -> list[dict]:
     spans = run.spans.filter(
         kind=Span.Kind.TOOL, status=Span.Status.OK, name__in=read_tools
     ).order_by("started_at", "id")
+    # Their output as the trace reads it: the tool_result the model was given holds it.
+    recorded = [(span, span_output(span)) for span in spans]
     return [
-        {"tool": span.name, "input": span.input, "result": span.output}
-        for span in spans
-        if isinstance(span.input, dict) and isinstance(span.output, dict)
+        {"tool": span.name, "input": span.input, "result": result}
+        for span, result in recorded
+        if isinstance(span.input, dict) and isinstance(result, dict)
     ]
 
 

@@ -53,8 +53,8 @@ class Span(models.Model):
     error_message = models.TextField(blank=True)
     attempt = models.PositiveSmallIntegerField(default=1)
     model = models.CharField(max_length=100, blank=True)
-    # Redacted payloads, or where the run holds them (its turns, triage, ticket, ledger
-    # rows): read them with traces.payloads' span_input and span_output.
+    # Redacted payloads, or where the run holds them (its turns and tool results, triage,
+    # ticket, ledger rows): read them with traces.payloads' span_input and span_output.
     input = models.JSONField(null=True, blank=True)
     output = models.JSONField(null=True, blank=True)
     attributes = models.JSONField(default=dict, blank=True)

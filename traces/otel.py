@@ -77,8 +77,11 @@ def span_otel_attributes(span: Span, *, tool_call_id: str = "") -> dict[str, Any
         attrs["gen_ai.usage.input_tokens"] = span.input_tokens
         attrs["gen_ai.usage.output_tokens"] = span.output_tokens
     extra = span.attributes if isinstance(span.attributes, dict) else {}
-    if extra.get("stop_reason"):
-        attrs["gen_ai.response.finish_reasons"] = [str(extra["stop_reason"])]
+    # A model span's output holds its stop reason (older spans: their attributes).
+    output = span.output if isinstance(span.output, dict) else {}
+    stop_reason = output.get("stop_reason") or extra.get("stop_reason")
+    if stop_reason:
+        attrs["gen_ai.response.finish_reasons"] = [str(stop_reason)]
     if extra.get("response_id"):
         attrs["gen_ai.response.id"] = str(extra["response_id"])
     if span.kind in TOOL_KINDS:

@@ -73,6 +73,8 @@ from traces.payloads import (
     LEDGER_RESULT,
     RUN_TRIAGE,
     TICKET_TEXT,
+    resolved_ref,
+    tool_result_ref,
     turn_ref,
     turns_ref,
 )
@@ -493,8 +495,8 @@ class Runner:
             cost=cost,
             error_class=VALIDATION if reviewed.problem else "",
             error_message=reviewed.problem,
+            # The stop reason is in the output, with the turn (one copy).
             attributes={
-                "stop_reason": response.stop_reason,
                 "response_id": response.id,
                 "prompt_version": prompt.label,
                 **usage_attributes(model, usage),
@@ -645,7 +647,7 @@ class Runner:
             )
         span_finish(
             validate,
-            output={"resolved": resolved.args, "notes": resolved.notes},
+            output=resolved_ref(raw_input, resolved.args, resolved.notes),
             attributes={"resolved_from": raw_input.get("order_id")} if resolved.notes else None,
         )
         if self.replay is not None:
@@ -744,7 +746,8 @@ class Runner:
                 spans=[validate],
                 defer=True,
             )
-        span_finish(span, output=result)
+        # Stored once: the tool_result that goes out with the span holds the answer.
+        span_finish(span, output=tool_result_ref(tool_use.get("id"), result))
         return self._answer(tool_use, result, is_error=False, spans=[validate, span], defer=True)
 
     def _run_side_effect(

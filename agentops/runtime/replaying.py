@@ -35,7 +35,7 @@ from agentops.models import Effect, Run
 from agentops.runtime.errors import TRANSIENT
 from agentops.runtime.tools import TOOLS, canonical_json
 from traces.models import Span
-from traces.payloads import span_input
+from traces.payloads import resolved_args, span_input
 from traces.redact import redact
 
 MODEL_CALL = "messages.create"
@@ -131,7 +131,8 @@ class Recording:
                 if span.error_class:
                     validations[use_id] = {"error": out.get("code") or span.error_class}
                 else:
-                    validations[use_id] = {"resolved": out.get("resolved")}
+                    span.run = original  # the arguments as sent are in its turns
+                    validations[use_id] = {"resolved": redact(resolved_args(span))}
             elif span.kind == Span.Kind.POLICY and span.name in TOOLS:
                 outcome = (span.output or {}).get("outcome", "")
                 # What it checked, as the trace reads it (the validation's resolved arguments).

@@ -5,8 +5,12 @@ the span that records the call points at them (traces.payloads), and every reade
 the trace sees them redacted, as when the span held a redacted copy.
 """
 
+import json
+from decimal import Decimal
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from agentops.integrations.errors import ProviderUnavailable
 from agentops.models import Effect, Run
@@ -14,7 +18,17 @@ from agentops.runtime.loop import run_advance
 from tests.runtime.conftest import text, tool_use
 from traces.display import span_as_dict, span_part
 from traces.models import Span
-from traces.payloads import NO_LEDGER_ROW, NO_TURNS, NO_VALIDATION, span_input, span_output
+from traces.payloads import (
+    AS_SENT,
+    NO_LEDGER_ROW,
+    NO_TOOL_RESULT,
+    NO_TURNS,
+    NO_VALIDATION,
+    resolved_ref,
+    span_input,
+    span_output,
+    tool_result_ref,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +53,9 @@ def test_a_model_span_stores_where_its_turns_are_not_the_turns(refund_ticket):
     first = 0
     for span, answer in zip(spans, assistants, strict=True):
         assert span.input == {"turns": [first, answer - 1]}
-        assert span.output == {"turn": answer, "stop_reason": span.attributes["stop_reason"]}
+        stop_reason = "tool_use" if span is not spans[-1] else "end_turn"
+        assert span.output == {"turn": answer, "stop_reason": stop_reason}
+        assert "stop_reason" not in span.attributes  # one copy, in the output
         first = answer + 1
 
 
@@ -207,3 +223,97 @@ def test_a_policy_span_reads_the_arguments_its_call_s_validation_resolved(refund
     assert policy.input == {"tool_use_id": validation.input["tool_use_id"]}
     assert span_input(policy) == validation.output["resolved"]
     assert span_input(policy)["currency"] == "USD"  # resolved: the model did not send it
+
+
+def test_a_read_tool_s_span_reads_its_answer_from_the_tool_result(refund_ticket):
+    run = refund_ticket()
+    assert run_advance(run_id=run.pk, worker="w") == Run.Status.RESOLVED
+    run = Run.objects.get(pk=run.pk)
+
+    span = run.spans.get(kind=Span.Kind.TOOL, name="lookup_order")
+    span.run = run
+    validate = run.spans.get(kind=Span.Kind.VALIDATE, name="lookup_order")
+    use_id = validate.input["tool_use_id"]
+    assert span.output == {"tool_result": use_id}  # no second copy of the order
+    given = next(
+        b
+        for m in run.messages
+        if m["role"] == "user" and isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("tool_use_id") == use_id
+    )
+    answer = span_output(span)
+    assert answer == json.loads(given["content"]) and answer["refundable_cents"] == 2000
+    assert span_as_dict(span)["output"] == answer
+
+
+def test_a_read_tool_s_answer_is_read_redacted_and_before_the_next_model_step(submit):
+    run = submit("Where is my parcel?")
+    answer = {"order_id": "ORD-1", "note": f"key {SECRET}"}
+    run.tool_results = [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": json.dumps(answer)}
+    ]
+    span = Span(run=run, kind=Span.Kind.TOOL, output=tool_result_ref("toolu_1", answer))
+    assert span.output == {"tool_result": "toolu_1"}
+    assert span_output(span) == {"order_id": "ORD-1", "note": "key [REDACTED secret]"}
+    gone = Span(run=run, kind=Span.Kind.TOOL, output={"tool_result": "toolu_gone"})
+    assert span_output(gone)["unavailable"] == NO_TOOL_RESULT
+
+
+def test_an_answer_json_would_not_give_back_is_kept_as_it_was():
+    # A datetime, a tuple, a Decimal or a non-finite float reads back changed from the
+    # tool_result's JSON: the span keeps its copy.
+    for answer in (
+        {"at": timezone.now()},
+        {"ids": (1, 2)},
+        {"amount": Decimal("1.50")},
+        {"ratio": float("nan")},
+        {1: "a"},
+    ):
+        assert tool_result_ref("toolu_1", answer) is answer
+    assert tool_result_ref("", {"a": 1}) == {"a": 1}  # no id to point at
+    assert tool_result_ref("toolu_1", {"a": [1, 2.5, None, True]}) == {"tool_result": "toolu_1"}
+
+
+def test_a_validation_that_changed_nothing_points_at_the_arguments_as_sent(refund_ticket):
+    run = refund_ticket()
+    assert run_advance(run_id=run.pk, worker="w") == Run.Status.RESOLVED
+    run = Run.objects.get(pk=run.pk)
+
+    reply = run.spans.get(kind=Span.Kind.VALIDATE, name="send_reply")
+    reply.run = run
+    assert reply.output == {"resolved": AS_SENT, "notes": []}
+    assert span_output(reply) == {"resolved": {"body": run.reply}, "notes": []}
+    # The policy check reads what the validation resolved through it.
+    policy = run.spans.get(kind=Span.Kind.POLICY, name="send_reply")
+    policy.run = run
+    assert span_input(policy) == {"body": run.reply}
+    # A refund's validation adds the order's currency: a copy of its own.
+    refund = run.spans.get(kind=Span.Kind.VALIDATE, name="issue_refund")
+    assert refund.output["resolved"]["currency"] == "USD"
+
+
+def test_a_validation_that_resolved_something_keeps_what_it_resolved():
+    sent = {"order_id": "1Z999AA10123456784"}
+    resolved = {"order_id": "ORD-7"}
+    notes = ["1Z999AA10123456784 is a tracking number: order ORD-7"]
+    assert resolved_ref(sent, resolved, notes) == {"resolved": resolved, "notes": notes}
+    assert resolved_ref(sent, dict(sent), notes)["resolved"] == sent  # a note: a copy
+    assert resolved_ref({"amount": "5"}, {"amount": 5}, [])["resolved"] == {"amount": 5}
+    assert resolved_ref(sent, dict(sent), []) == {"resolved": AS_SENT, "notes": []}
+
+
+def test_what_a_policy_checked_is_read_redacted_through_the_arguments_as_sent(submit, scripted):
+    body = f"Your key {SECRET} was disabled; no charge was made."
+    scripted([tool_use("send_reply", {"body": body})], [text("Done.")])
+    run = submit("Was I charged?")
+    run_advance(run_id=run.pk, worker="w")
+    run = Run.objects.get(pk=run.pk)
+
+    validate = run.spans.get(kind=Span.Kind.VALIDATE, name="send_reply")
+    policy = run.spans.get(kind=Span.Kind.POLICY, name="send_reply")
+    validate.run = policy.run = run
+    assert validate.output["resolved"] == AS_SENT
+    shown = {"body": body.replace(SECRET, "[REDACTED secret]")}
+    assert span_output(validate)["resolved"] == shown
+    assert span_input(policy) == shown
