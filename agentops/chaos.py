@@ -56,6 +56,7 @@ from agentops.simgateway.models import ProviderRefund
 from approvals.models import PendingAction
 from approvals.services import ActionAlreadyDecided
 from traces.models import Span
+from traces.payloads import span_unreadable
 
 WAITING = (Run.Status.QUEUED, Run.Status.RUNNING)
 SETTLED = (*Run.FINAL_STATUSES, Run.Status.AWAITING_APPROVAL)
@@ -107,6 +108,11 @@ class ChaosReport:
     # transactions write both, so a killed worker may leave neither, never one alone.
     runs_cost: Decimal = Decimal(0)
     spend_recorded: Decimal = Decimal(0)
+    # Spans whose input or output points at what their run does not hold (a turn, a
+    # ledger row, a tool result): each is written with what it points at, so a killed
+    # worker may leave neither, never the pointer alone.
+    unreadable_spans: int = 0
+    unreadable_examples: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -115,6 +121,7 @@ class ChaosReport:
             and self.duplicate_refunds == 0
             and self.silent_failures == 0
             and self.spend_recorded == self.runs_cost
+            and self.unreadable_spans == 0
         )
 
     def table(self) -> str:
@@ -557,6 +564,20 @@ def _count(report: ChaosReport, *, ours, tag: str, submitted: int) -> None:
     # One takeover span per step a killed worker left unfinished (runtime.interrupted).
     report.interrupted_steps = spans.filter(kind=Span.Kind.POLICY, name=INTERRUPTED).count()
     report.provider_refunds = ProviderRefund.objects.filter(metadata__ticket__in=codes).count()
+    unreadable = unreadable_spans(runs=ours)
+    report.unreadable_spans = len(unreadable)
+    report.unreadable_examples = unreadable[:5]
+
+
+def unreadable_spans(*, runs) -> list[str]:
+    """Spans of the runs whose input or output the trace cannot read (traces.payloads)."""
+    found = []
+    for run in runs.select_related("ticket").order_by("pk"):
+        for span in run.spans.all():  # each with this run: its turns are read once
+            found += [
+                f"run {run.pk}: {span.kind} {span.name} {part}" for part in span_unreadable(span)
+            ]
+    return found
 
 
 def describe(config: ChaosConfig) -> str:
@@ -576,7 +597,8 @@ def summary(report: ChaosReport) -> str:
         f"kills: {sum(report.kills.values())} ({kills}); steps interrupted: "
         f"{report.interrupted_steps}; re-enqueued by the sweeper: {report.swept}; "
         f"approvals decided: {decided}; refunds at the provider: {report.provider_refunds}; "
-        f"spend recorded ${report.spend_recorded} for runs that cost ${report.runs_cost}"
+        f"spend recorded ${report.spend_recorded} for runs that cost ${report.runs_cost}; "
+        f"spans the trace cannot read: {report.unreadable_spans}"
     )
 
 
@@ -588,4 +610,5 @@ __all__ = [
     "duplicate_refunds",
     "silent_failures",
     "summary",
+    "unreadable_spans",
 ]

@@ -43,6 +43,17 @@ def _unavailable(value: dict, why: str) -> dict:
     return {**value, "unavailable": why}
 
 
+def span_unreadable(span: Span) -> list[str]:
+    """The parts of the span ("input", "output") that point at what the run does not
+    hold: none, if each was written in the transaction of what it points at."""
+    missing = (NO_TURNS, NO_VALIDATION, NO_LEDGER_ROW, NO_TOOL_RESULT)
+    return [
+        name
+        for name, read in (("input", span_input), ("output", span_output))
+        if isinstance(value := read(span), dict) and value.get("unavailable") in missing
+    ]
+
+
 def turns_ref(first: int, last: int) -> dict:
     """A model span's input: the run's turns first..last (inclusive)."""
     return {"turns": [first, last]}

@@ -27,6 +27,7 @@ from traces.payloads import (
     resolved_ref,
     span_input,
     span_output,
+    span_unreadable,
     tool_result_ref,
 )
 
@@ -317,3 +318,24 @@ def test_what_a_policy_checked_is_read_redacted_through_the_arguments_as_sent(su
     shown = {"body": body.replace(SECRET, "[REDACTED secret]")}
     assert span_output(validate)["resolved"] == shown
     assert span_input(policy) == shown
+
+
+def test_unreadable_names_the_parts_that_point_at_nothing(refund_ticket, submit):
+    run = refund_ticket()
+    assert run_advance(run_id=run.pk, worker="w") == Run.Status.RESOLVED
+    run = Run.objects.select_related("ticket").get(pk=run.pk)
+    spans = list(run.spans.all())
+    assert len(spans) == 14 and not any(span_unreadable(s) for s in spans)
+
+    other = submit("Where is my parcel?")
+    lost = Span(
+        run=other,
+        kind=Span.Kind.TOOL,
+        input={"ledger": "request"},
+        output={"tool_result": "toolu_gone"},
+        attributes={"idempotency_key": "refund:none"},
+    )
+    assert span_unreadable(lost) == ["input", "output"]
+    # A tool's own answer that happens to say "unavailable" is not a pointer.
+    answer = Span(run=other, kind=Span.Kind.TOOL, output={"unavailable": "out of stock"})
+    assert span_unreadable(answer) == []

@@ -100,6 +100,8 @@ def test_a_small_chaos_run_loses_nothing_pays_nothing_twice_and_hides_no_failure
     assert report.provider_refunds >= config.tickets // 2
     # Each call cost money, and the day's counter recorded exactly what the runs cost.
     assert report.runs_cost > 0 and report.spend_recorded == report.runs_cost
+    # Every span's pointers resolve (turns, ledger rows, tool results), however killed.
+    assert report.unreadable_spans == 0, report.unreadable_examples
     assert report.clean
     assert report.resolved >= config.tickets * 0.8
 

@@ -93,9 +93,12 @@ class Command(BaseCommand):
         out(summary(report))
         for example in report.silent_examples:
             out(f"silent failure: {example}")
+        for example in report.unreadable_examples:
+            out(f"span the trace cannot read: {example}")
         if not report.clean:
             raise CommandError(
                 f"lost {report.lost}, duplicate refunds {report.duplicate_refunds}, "
                 f"silent failures {report.silent_failures}, spend recorded "
-                f"${report.spend_recorded} for runs that cost ${report.runs_cost}"
+                f"${report.spend_recorded} for runs that cost ${report.runs_cost}, "
+                f"spans the trace cannot read {report.unreadable_spans}"
             )
