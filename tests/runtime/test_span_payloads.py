@@ -36,6 +36,12 @@ pytestmark = pytest.mark.django_db
 SECRET = "sk-ant-api03-abcdefghijklmnop"
 
 
+def _resolved(run: Run) -> Run:
+    """The standard ticket's run advanced to its end, read back."""
+    assert run_advance(run_id=run.pk, worker="w") == Run.Status.RESOLVED
+    return Run.objects.get(pk=run.pk)
+
+
 def _model_spans(run: Run) -> list[Span]:
     spans = list(run.spans.filter(kind=Span.Kind.MODEL, name="messages.create").order_by("id"))
     for span in spans:
@@ -44,9 +50,7 @@ def _model_spans(run: Run) -> list[Span]:
 
 
 def test_a_model_span_stores_where_its_turns_are_not_the_turns(refund_ticket):
-    run = refund_ticket()
-    assert run_advance(run_id=run.pk, worker="w") == Run.Status.RESOLVED
-    run = Run.objects.get(pk=run.pk)
+    run = _resolved(refund_ticket())
 
     spans = _model_spans(run)
     assert len(spans) == 4
@@ -145,9 +149,7 @@ def test_a_validation_span_reads_the_arguments_from_the_model_s_turn(submit, scr
 
 
 def test_a_side_effect_s_tool_span_reads_its_request_and_result_from_the_ledger(refund_ticket):
-    run = refund_ticket()
-    assert run_advance(run_id=run.pk, worker="w") == Run.Status.RESOLVED
-    run = Run.objects.get(pk=run.pk)
+    run = _resolved(refund_ticket())
 
     spans = list(run.spans.filter(kind=Span.Kind.TOOL, name__in=["issue_refund", "send_reply"]))
     assert len(spans) == 2
@@ -161,12 +163,17 @@ def test_a_side_effect_s_tool_span_reads_its_request_and_result_from_the_ledger(
     assert span_output(refund)["refund_id"].startswith("re_")
 
 
-def test_what_the_ledger_holds_is_shown_redacted(submit, scripted):
+def _replied_with_a_secret(submit, scripted) -> tuple[Run, str]:
+    """A run whose reply's body holds a secret, advanced to its end."""
     body = f"Your key {SECRET} was disabled; no charge was made."
     scripted([tool_use("send_reply", {"body": body})], [text("Done.")])
     run = submit("Was I charged?")
     run_advance(run_id=run.pk, worker="w")
-    run = Run.objects.get(pk=run.pk)
+    return Run.objects.get(pk=run.pk), body
+
+
+def test_what_the_ledger_holds_is_shown_redacted(submit, scripted):
+    run, body = _replied_with_a_secret(submit, scripted)
 
     span = run.spans.get(kind=Span.Kind.TOOL, name="send_reply")
     span.run = run
@@ -186,6 +193,7 @@ def test_a_tool_span_whose_ledger_row_is_gone_says_so(submit):
     )
     assert span_input(span)["unavailable"] == NO_LEDGER_ROW
     assert span_output(span)["unavailable"] == NO_LEDGER_ROW
+    assert span_unreadable(span) == ["input", "output"]
     policy = Span(run=run, kind=Span.Kind.POLICY, input={"tool_use_id": "toolu_gone"})
     assert span_input(policy) == {"tool_use_id": "toolu_gone", "unavailable": NO_VALIDATION}
 
@@ -214,9 +222,7 @@ def test_the_trace_page_shows_what_the_spans_point_at(client, support_lead, refu
 
 
 def test_a_policy_span_reads_the_arguments_its_call_s_validation_resolved(refund_ticket):
-    run = refund_ticket()
-    assert run_advance(run_id=run.pk, worker="w") == Run.Status.RESOLVED
-    run = Run.objects.get(pk=run.pk)
+    run = _resolved(refund_ticket())
 
     policy = run.spans.get(kind=Span.Kind.POLICY, name="issue_refund")
     validation = run.spans.get(kind=Span.Kind.VALIDATE, name="issue_refund")
@@ -227,9 +233,7 @@ def test_a_policy_span_reads_the_arguments_its_call_s_validation_resolved(refund
 
 
 def test_a_read_tool_s_span_reads_its_answer_from_the_tool_result(refund_ticket):
-    run = refund_ticket()
-    assert run_advance(run_id=run.pk, worker="w") == Run.Status.RESOLVED
-    run = Run.objects.get(pk=run.pk)
+    run = _resolved(refund_ticket())
 
     span = run.spans.get(kind=Span.Kind.TOOL, name="lookup_order")
     span.run = run
@@ -259,6 +263,7 @@ def test_a_read_tool_s_answer_is_read_redacted_and_before_the_next_model_step(su
     assert span_output(span) == {"order_id": "ORD-1", "note": "key [REDACTED secret]"}
     gone = Span(run=run, kind=Span.Kind.TOOL, output={"tool_result": "toolu_gone"})
     assert span_output(gone)["unavailable"] == NO_TOOL_RESULT
+    assert span_unreadable(gone) == ["output"]
 
 
 def test_an_answer_json_would_not_give_back_is_kept_as_it_was():
@@ -277,9 +282,7 @@ def test_an_answer_json_would_not_give_back_is_kept_as_it_was():
 
 
 def test_a_validation_that_changed_nothing_points_at_the_arguments_as_sent(refund_ticket):
-    run = refund_ticket()
-    assert run_advance(run_id=run.pk, worker="w") == Run.Status.RESOLVED
-    run = Run.objects.get(pk=run.pk)
+    run = _resolved(refund_ticket())
 
     reply = run.spans.get(kind=Span.Kind.VALIDATE, name="send_reply")
     reply.run = run
@@ -305,11 +308,7 @@ def test_a_validation_that_resolved_something_keeps_what_it_resolved():
 
 
 def test_what_a_policy_checked_is_read_redacted_through_the_arguments_as_sent(submit, scripted):
-    body = f"Your key {SECRET} was disabled; no charge was made."
-    scripted([tool_use("send_reply", {"body": body})], [text("Done.")])
-    run = submit("Was I charged?")
-    run_advance(run_id=run.pk, worker="w")
-    run = Run.objects.get(pk=run.pk)
+    run, body = _replied_with_a_secret(submit, scripted)
 
     validate = run.spans.get(kind=Span.Kind.VALIDATE, name="send_reply")
     policy = run.spans.get(kind=Span.Kind.POLICY, name="send_reply")
@@ -320,22 +319,10 @@ def test_what_a_policy_checked_is_read_redacted_through_the_arguments_as_sent(su
     assert span_input(policy) == shown
 
 
-def test_unreadable_names_the_parts_that_point_at_nothing(refund_ticket, submit):
-    run = refund_ticket()
-    assert run_advance(run_id=run.pk, worker="w") == Run.Status.RESOLVED
-    run = Run.objects.select_related("ticket").get(pk=run.pk)
-    spans = list(run.spans.all())
+def test_every_span_of_a_finished_run_is_readable(refund_ticket):
+    run = _resolved(refund_ticket())
+    spans = list(run.spans.select_related("run__ticket"))
     assert len(spans) == 14 and not any(span_unreadable(s) for s in spans)
-
-    other = submit("Where is my parcel?")
-    lost = Span(
-        run=other,
-        kind=Span.Kind.TOOL,
-        input={"ledger": "request"},
-        output={"tool_result": "toolu_gone"},
-        attributes={"idempotency_key": "refund:none"},
-    )
-    assert span_unreadable(lost) == ["input", "output"]
     # A tool's own answer that happens to say "unavailable" is not a pointer.
-    answer = Span(run=other, kind=Span.Kind.TOOL, output={"unavailable": "out of stock"})
+    answer = Span(run=run, kind=Span.Kind.TOOL, output={"unavailable": "out of stock"})
     assert span_unreadable(answer) == []
