@@ -215,10 +215,17 @@ def test_the_trace_page_shows_what_the_spans_point_at(client, support_lead, refu
     assert "&quot;turns&quot;" not in html and "&quot;turn&quot;" not in html
     refund = run.spans.get(kind=Span.Kind.TOOL, name="issue_refund")
     assert "&quot;refund_id&quot;: &quot;re_" in detail(refund)
+    lookup = run.spans.get(kind=Span.Kind.TOOL, name="lookup_order")
+    assert "&quot;refundable_cents&quot;: 2000" in detail(lookup)
+    assert "&quot;tool_result&quot;" not in detail(lookup)
+    reply = run.spans.get(kind=Span.Kind.VALIDATE, name="send_reply")
+    assert "&quot;as sent&quot;" not in detail(reply) and "refund of $20.00" in detail(reply)
     download = client.get(reverse("run_trace_json", args=[run.code])).json()
     shown = {s["span_id"]: s for s in download["spans"]}
     assert shown[first.span_id]["input"]["messages"][0]["role"] == "user"
     assert shown[refund.span_id]["input"]["order_id"].startswith("ORD-")
+    assert shown[lookup.span_id]["output"]["refundable_cents"] == 2000
+    assert shown[reply.span_id]["output"]["resolved"]["body"] == run.reply
 
 
 def test_a_policy_span_reads_the_arguments_its_call_s_validation_resolved(refund_ticket):
