@@ -18,6 +18,7 @@ from approvals.services import action_approve, action_reject
 from tests.runtime.conftest import text, tool_use
 from tests.runtime.helpers import advance
 from traces.models import Span
+from traces.payloads import span_output, span_unreadable
 
 pytestmark = pytest.mark.django_db
 
@@ -343,6 +344,13 @@ def test_a_dry_run_fork_executes_nothing_and_records_what_would_have_executed(
     assert fork.spans.filter(step=1, attributes__has_key="copied_from").exists()
     assert not fork.spans.filter(step__gte=2, attributes__has_key="copied_from").exists()
     assert fork.messages[:2] == original.messages[:2]
+    # What the copied spans point at (the lookup's answer in a tool result, the
+    # model's turns) came with the copied conversation: every span reads.
+    copied_lookup = fork.spans.get(step=1, kind=Span.Kind.TOOL, name="lookup_order")
+    copied_lookup.run = fork
+    assert copied_lookup.output == {"tool_result": copied_lookup.output["tool_result"]}
+    assert span_output(copied_lookup)["order_id"] == order.order_id
+    assert not [s for s in fork.spans.select_related("run__ticket") if span_unreadable(s)]
     # One root, the fork's own (not the original's copied), written as it ended: it
     # says what it replays and starts no later than the steps copied before it.
     [root] = fork.spans.filter(kind=Span.Kind.RUN)
