@@ -600,7 +600,8 @@ class Runner:
             # The arguments as sent are in the model's turn, written with this span
             # (traces.payloads reads them from there).
             input={"tool_use_id": tool_use.get("id")},
-            attributes={"tool": name},
+            # The span's name is the tool's; only a call without one says what it sent.
+            attributes=None if name else {"tool": tool_use.get("name")},
         )
         tool = TOOLS.get(name)
         try:

@@ -294,6 +294,7 @@ def test_a_validation_that_changed_nothing_points_at_the_arguments_as_sent(refun
     reply = run.spans.get(kind=Span.Kind.VALIDATE, name="send_reply")
     reply.run = run
     assert reply.output == {"resolved": AS_SENT, "notes": []}
+    assert reply.attributes == {}  # its name is the tool's: no second copy
     assert span_output(reply) == {"resolved": {"body": run.reply}, "notes": []}
     # The policy check reads what the validation resolved through it.
     policy = run.spans.get(kind=Span.Kind.POLICY, name="send_reply")
