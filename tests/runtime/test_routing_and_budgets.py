@@ -1,5 +1,6 @@
 """Triage routing, model prices and budget caps, at their boundaries."""
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -17,7 +18,7 @@ from agentops.runtime.triage import route_choose
 from tests.runtime.conftest import text, tool_use
 from tests.runtime.helpers import advance
 from traces.models import Span
-from traces.payloads import span_output
+from traces.payloads import span_output, span_unreadable
 
 pytestmark = pytest.mark.django_db
 
@@ -224,6 +225,14 @@ def test_hitting_the_run_money_cap_escalates_before_the_next_model_call(scripted
     budget = run.spans.get(name="budget")
     assert budget.error_class == "budget" and budget.output["cap"] == "run_cost"
     assert run.spans.get(kind="run").error_class == "budget"
+    # The last answer never reached a model turn: its span reads it from the run's
+    # tool_results, written with it when the run ended.
+    last = run.spans.get(kind=Span.Kind.TOOL, name="find_orders", step=2)
+    last.run = run
+    assert last.output == {"tool_result": "f2"}
+    assert [b["tool_use_id"] for b in run.tool_results] == ["f2"]
+    assert span_output(last) == json.loads(run.tool_results[0]["content"])
+    assert not [s for s in run.spans.select_related("run__ticket") if span_unreadable(s)]
 
 
 def test_a_runs_own_spend_counts_at_its_next_check_against_the_daily_cap(
