@@ -334,3 +334,26 @@ def test_every_span_of_a_finished_run_is_readable(refund_ticket):
     # A tool's own answer that happens to say "unavailable" is not a pointer.
     answer = Span(run=run, kind=Span.Kind.TOOL, output={"unavailable": "out of stock"})
     assert span_unreadable(answer) == []
+
+
+def test_a_tool_use_id_used_twice_in_a_run_shows_each_call_its_own(make_order, submit, scripted):
+    # A gateway in front of the model may number its tool calls per response: the same
+    # id in two steps. The runtime renames the second (runtime.output), so the spans'
+    # pointers by id each read their own call's arguments and answer.
+    first, second = make_order(total_cents=1100), make_order(total_cents=2200)
+    scripted(
+        [tool_use("lookup_order", {"order_id": first.order_id}, id="call_1")],
+        [tool_use("lookup_order", {"order_id": second.order_id}, id="call_1")],
+        [text("Both found.")],
+    )
+    run = submit("Where are my two parcels?")
+    run_advance(run_id=run.pk, worker="w")
+    run = Run.objects.get(pk=run.pk)
+
+    for step, order in ((1, first), (2, second)):
+        validate = run.spans.get(kind=Span.Kind.VALIDATE, step=step)
+        answer = run.spans.get(kind=Span.Kind.TOOL, name="lookup_order", step=step)
+        validate.run = answer.run = run
+        assert span_input(validate)["input"] == {"order_id": order.order_id}
+        assert span_output(validate)["resolved"] == {"order_id": order.order_id}
+        assert span_output(answer)["total_cents"] == order.total_cents
