@@ -123,6 +123,10 @@ def _is_call_ref(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"tool_use_id"}
 
 
+def _is_as_sent(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("resolved") == AS_SENT
+
+
 def _is_result_ref(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"tool_result"}
 
@@ -229,18 +233,11 @@ def span_output(span: Span) -> Any:
         if block is None:
             return _unavailable(value, NO_TOOL_RESULT)
         return redact(json.loads(block["content"]))
-    if span.kind == Span.Kind.VALIDATE and isinstance(value, dict):
-        if value.get("resolved") == AS_SENT:
-            found = resolved_args(span)
-            return (
-                _unavailable(value, NO_TURNS)
-                if found is None
-                else {
-                    **value,
-                    "resolved": redact(found),
-                }
-            )
-        return value
+    if span.kind == Span.Kind.VALIDATE and _is_as_sent(value):
+        found = resolved_args(span)
+        if found is None:
+            return _unavailable(value, NO_TURNS)
+        return {**value, "resolved": redact(found)}
     if span.kind == Span.Kind.TRIAGE and value == RUN_TRIAGE:
         return redact(span.run.triage)
     if span.kind != Span.Kind.MODEL or not _is_turn_ref(value):

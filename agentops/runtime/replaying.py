@@ -131,7 +131,7 @@ class Recording:
                 if span.error_class:
                     validations[use_id] = {"error": out.get("code") or span.error_class}
                 else:
-                    span.run = original  # the arguments as sent are in its turns
+                    # Read from the original's turns when they are the arguments as sent.
                     validations[use_id] = {"resolved": redact(resolved_args(span))}
             elif span.kind == Span.Kind.POLICY and span.name in TOOLS:
                 outcome = (span.output or {}).get("outcome", "")

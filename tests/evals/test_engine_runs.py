@@ -49,6 +49,9 @@ def _evals() -> tuple[int, str]:
 def test_evals_pass_on_a_real_dry_run_and_execute_nothing(refunded):
     case = _case(refunded, 2500)
     assert [r["tool"] for r in case.recorded_tool_results] == ["lookup_order"]
+    # The answer itself, as the trace reads it, not the span's pointer to the turn.
+    [recorded] = case.recorded_tool_results
+    assert recorded["result"]["total_cents"] == 2500 and "tool_result" not in recorded["result"]
     effects, refunds = Effect.objects.count(), ProviderRefund.objects.count()
 
     status, output = _evals()
