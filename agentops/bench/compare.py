@@ -1,0 +1,203 @@
+"""Two trees of agentops measured against each other, alternated: is a change faster?
+
+`make bench` compares agentops with the floor; between two commits its figures
+move more with the machine than with the code (the floor by up to a quarter from
+round to round). A change of a few percent shows only when the two are measured
+in turn, in the same minutes, on the same database. This runs each tree's tickets
+in one process of its own (alone.py: CPU, its backend's CPU, wall time, WAL and
+the queries of one ticket), in the order base, candidate, candidate, base for each
+pair, and prints every run and the median of each figure with its range.
+
+A tree is a directory holding agentops (the working tree, by default the
+candidate) or a git commit, checked out once under var/bench-compare/. Both run
+with this checkout's virtualenv, on one database migrated for both: two trees
+whose migrations differ cannot share it, and are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentops.bench.runner import ROOT, WORKLOAD_ENV, database_url
+
+ALONE = Path(__file__).with_name("alone.py")
+CHECKOUTS = ROOT / "var" / "bench-compare"
+# Per-ticket figures, in print order: (key, name, unit, digits).
+FIGURES = (
+    ("python_ms", "Python CPU", "ms", 2),
+    ("backend_ms", "PostgreSQL backend CPU", "ms", 2),
+    ("wall_ms", "wall", "ms", 2),
+    ("wal_bytes", "WAL", "B", 0),
+    ("wal_bytes_without_full_pages", "WAL without full-page images", "B", 0),
+)
+COUNTS = (
+    ("round_trips", "queries sent"),
+    ("statements", "statements"),
+    ("write_transactions", "write transactions"),
+)
+
+
+class CompareError(Exception):
+    """What cannot be compared, said plainly."""
+
+
+@dataclass(frozen=True)
+class Tree:
+    label: str
+    path: Path
+
+
+def _git(*args: str, repo: Path) -> str:
+    # git from PATH; the arguments are ours and a commit's name, never a shell's.
+    done = subprocess.run(  # noqa: S603
+        ["git", *args],  # noqa: S607
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise CompareError(f"git {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def tree_of(spec: str, *, repo: Path = ROOT, checkouts: Path = CHECKOUTS) -> Tree:
+    """The tree `spec` names: a directory holding agentops, or a commit of `repo`
+    (checked out under `checkouts` the first time, a detached git worktree)."""
+    path = Path(spec)
+    if path.is_dir():
+        if not (path / "agentops" / "runtime" / "loop.py").is_file():
+            raise CompareError(f"{spec} does not hold agentops (no agentops/runtime/loop.py)")
+        return Tree(f"{path.resolve()}", path.resolve())
+    commit = _git("rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}", repo=repo)
+    checkout = checkouts / commit[:12]
+    if not (checkout / "agentops").is_dir():
+        checkouts.mkdir(parents=True, exist_ok=True)
+        _git("worktree", "add", "--detach", str(checkout), commit, repo=repo)
+    return Tree(f"{spec} ({commit[:8]})", checkout)
+
+
+def _migrations(tree: Path) -> dict[str, str]:
+    """Each migration file of the tree (not of its virtualenv or of checkouts under
+    var/), by its path in the tree: its contents' hash."""
+    found = {}
+    for path in sorted(tree.glob("**/migrations/*.py")):
+        name = path.relative_to(tree)
+        if name.parts[0] not in (".venv", "var"):
+            found[str(name)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def migrations_differ(one: Path, other: Path) -> list[str]:
+    """The migration files that are not the same in both trees (added, removed, changed)."""
+    a, b = _migrations(one), _migrations(other)
+    return sorted(name for name in a.keys() | b.keys() if a.get(name) != b.get(name))
+
+
+def measure(tree: Tree, *, tickets: int, warmup: int) -> dict:
+    """One run of alone.py in `tree`: its figures per ticket."""
+    env = {
+        **os.environ,
+        **WORKLOAD_ENV,
+        "DATABASE_URL": database_url(),
+        "DJANGO_SETTINGS_MODULE": "agentops.settings",
+        "PYTHONPATH": str(tree.path),
+    }
+    done = subprocess.run(  # noqa: S603 - this interpreter and our script
+        [sys.executable, "-P", str(ALONE), str(tickets), str(warmup)],
+        cwd=tree.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise CompareError(f"{tree.label}: {(done.stderr or done.stdout).strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def alternated(pairs: int) -> list[str]:
+    """The order of the runs: base then candidate, then candidate then base, and so on,
+    so that neither side is always measured first (the machine drifts)."""
+    order: list[str] = []
+    for pair in range(pairs):
+        order += ["base", "candidate"] if pair % 2 == 0 else ["candidate", "base"]
+    return order
+
+
+def _format(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+@dataclass
+class Summary:
+    runs: dict[str, list[dict]]
+
+    def figure(self, side: str, key: str) -> tuple[float, float, float] | None:
+        """Median, min and max of one figure over a side's runs (None: not measured)."""
+        values = [run[key] for run in self.runs[side] if run[key] is not None]
+        if not values:
+            return None
+        return statistics.median(values), min(values), max(values)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{'per ticket (median, min-max)':<36}{'base':>24}{'candidate':>24}"
+            f"{'candidate / base':>18}"
+        ]
+        for key, name, unit, digits in FIGURES:
+            base, candidate = self.figure("base", key), self.figure("candidate", key)
+            cells = [
+                "n/a"
+                if f is None
+                else f"{_format(f[0], digits)} ({_format(f[1], digits)}-{_format(f[2], digits)})"
+                for f in (base, candidate)
+            ]
+            ratio = (
+                "n/a" if not (base and candidate and base[0]) else f"{candidate[0] / base[0]:.3f}"
+            )
+            out.append(f"{f'{name}, {unit}':<36}{cells[0]:>24}{cells[1]:>24}{ratio:>18}")
+        counted = ", ".join(
+            f"{label} {self.runs['base'][0][key]} / {self.runs['candidate'][0][key]}"
+            for key, label in COUNTS
+        )
+        out.append(f"one ticket, counted in-process (base / candidate): {counted}")
+        return out
+
+
+def compare(
+    base: Tree,
+    candidate: Tree,
+    *,
+    pairs: int,
+    tickets: int,
+    warmup: int,
+    out: Callable[[str], None],
+    run: Callable[..., dict] = measure,
+) -> Summary:
+    """Measure the two trees alternated, printing each run as it ends."""
+    differ = migrations_differ(base.path, candidate.path)
+    if differ:
+        raise CompareError(
+            "the two trees' migrations differ, so they cannot share one database: "
+            + ", ".join(differ[:5])
+            + (" ..." if len(differ) > 5 else "")
+        )
+    trees = {"base": base, "candidate": candidate}
+    runs: dict[str, list[dict]] = {"base": [], "candidate": []}
+    for side in alternated(pairs):
+        figures = run(trees[side], tickets=tickets, warmup=warmup)
+        runs[side].append(figures)
+        shown = ", ".join(
+            f"{name} {_format(figures[key], digits)} {unit}" for key, name, unit, digits in FIGURES
+        )
+        out(f"  {side} {len(runs[side])}: {shown}")
+    return Summary(runs)
