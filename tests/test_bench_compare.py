@@ -98,6 +98,7 @@ def test_it_prints_each_run_then_medians_ranges_and_the_ratio(tmp_path):
         "candidate 3",
     ]
     python = next(line for line in lines if line.startswith("Python CPU, ms"))
+    # By pair: 15/20, 17/22, 16/21.
     assert python.split() == [
         "Python",
         "CPU,",
@@ -107,6 +108,7 @@ def test_it_prints_each_run_then_medians_ranges_and_the_ratio(tmp_path):
         "16.00",
         "(15.00-17.00)",
         "0.762",
+        "(0.750-0.773)",
     ]
     backend = next(line for line in lines if line.startswith("PostgreSQL backend CPU"))
     assert backend.split()[-3:] == ["n/a", "n/a", "n/a"]
@@ -136,7 +138,7 @@ def test_it_measures_this_checkout_against_itself(capsys):
         assert "Python CPU" in run and "wall" in run and "WAL" in run
         python = float(run.split("Python CPU ")[1].split(" ms")[0])
         assert python > 0
-    table = out.split("per ticket (median, min-max)")[1]
+    table = out.split("per ticket, median (min-max)")[1]
     for figure in ("Python CPU, ms", "PostgreSQL backend CPU, ms", "wall, ms", "WAL, B"):
         assert figure in table
     # One ticket's queries, counted by the code under test as `make bench` counts them.

@@ -5,8 +5,10 @@ move more with the machine than with the code (the floor by up to a quarter from
 round to round). A change of a few percent shows only when the two are measured
 in turn, in the same minutes, on the same database. This runs each tree's tickets
 in one process of its own (alone.py: CPU, its backend's CPU, wall time, WAL and
-the queries of one ticket), in the order base, candidate, candidate, base for each
-pair, and prints every run and the median of each figure with its range.
+the queries of one ticket), in pairs: base then candidate, then candidate then
+base, and so on. It prints every run, the median of each figure with its range, and the
+ratio candidate / base within each pair (the two runs of a pair are measured one
+right after the other, so a drift of the machine between pairs cancels).
 
 A tree is a directory holding agentops (the working tree, by default the
 candidate) or a git commit, checked out once under var/bench-compare/. Both run
@@ -139,38 +141,43 @@ def _format(value: float | None, digits: int) -> str:
 
 @dataclass
 class Summary:
-    runs: dict[str, list[dict]]
+    # Each pair's two runs, measured one right after the other: (base, candidate).
+    pairs: list[tuple[dict, dict]]
 
-    def figure(self, side: str, key: str) -> tuple[float, float, float] | None:
-        """Median, min and max of one figure over a side's runs (None: not measured)."""
-        values = [run[key] for run in self.runs[side] if run[key] is not None]
-        if not values:
-            return None
-        return statistics.median(values), min(values), max(values)
+    def _values(self, side: int, key: str) -> list[float]:
+        return [pair[side][key] for pair in self.pairs if pair[side][key] is not None]
+
+    def _ratios(self, key: str) -> list[float]:
+        """Candidate / base within each pair: the machine's drift between pairs cancels."""
+        return [
+            candidate[key] / base[key]
+            for base, candidate in self.pairs
+            if base[key] and candidate[key] is not None
+        ]
 
     def lines(self) -> list[str]:
         out = [
-            f"{'per ticket (median, min-max)':<36}{'base':>24}{'candidate':>24}"
-            f"{'candidate / base':>18}"
+            f"{'per ticket, median (min-max)':<36}{'base':>24}{'candidate':>24}"
+            f"{'candidate / base, by pair':>30}"
         ]
         for key, name, unit, digits in FIGURES:
-            base, candidate = self.figure("base", key), self.figure("candidate", key)
             cells = [
-                "n/a"
-                if f is None
-                else f"{_format(f[0], digits)} ({_format(f[1], digits)}-{_format(f[2], digits)})"
-                for f in (base, candidate)
+                _spread(self._values(0, key), digits),
+                _spread(self._values(1, key), digits),
+                _spread(self._ratios(key), 3),
             ]
-            ratio = (
-                "n/a" if not (base and candidate and base[0]) else f"{candidate[0] / base[0]:.3f}"
-            )
-            out.append(f"{f'{name}, {unit}':<36}{cells[0]:>24}{cells[1]:>24}{ratio:>18}")
-        counted = ", ".join(
-            f"{label} {self.runs['base'][0][key]} / {self.runs['candidate'][0][key]}"
-            for key, label in COUNTS
-        )
+            out.append(f"{f'{name}, {unit}':<36}{cells[0]:>24}{cells[1]:>24}{cells[2]:>30}")
+        base, candidate = self.pairs[0]
+        counted = ", ".join(f"{label} {base[key]} / {candidate[key]}" for key, label in COUNTS)
         out.append(f"one ticket, counted in-process (base / candidate): {counted}")
         return out
+
+
+def _spread(values: list[float], digits: int) -> str:
+    if not values:
+        return "n/a"
+    low, middle, high = min(values), statistics.median(values), max(values)
+    return f"{_format(middle, digits)} ({_format(low, digits)}-{_format(high, digits)})"
 
 
 def compare(
@@ -192,12 +199,13 @@ def compare(
             + (" ..." if len(differ) > 5 else "")
         )
     trees = {"base": base, "candidate": candidate}
-    runs: dict[str, list[dict]] = {"base": [], "candidate": []}
-    for side in alternated(pairs):
-        figures = run(trees[side], tickets=tickets, warmup=warmup)
-        runs[side].append(figures)
+    measured: list[dict[str, dict]] = []
+    for index, side in enumerate(alternated(pairs)):
+        if index % 2 == 0:
+            measured.append({})
+        figures = measured[-1][side] = run(trees[side], tickets=tickets, warmup=warmup)
         shown = ", ".join(
             f"{name} {_format(figures[key], digits)} {unit}" for key, name, unit, digits in FIGURES
         )
-        out(f"  {side} {len(runs[side])}: {shown}")
-    return Summary(runs)
+        out(f"  {side} {len(measured)}: {shown}")
+    return Summary([(pair["base"], pair["candidate"]) for pair in measured])
