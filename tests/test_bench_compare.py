@@ -60,7 +60,7 @@ def test_a_commit_is_checked_out_once_and_a_bad_name_is_said(tmp_path):
     assert tree.path == again.path and tree.path.parent == checkouts
     assert (tree.path / "agentops" / "runtime" / "loop.py").is_file()
     assert tree.label.startswith("HEAD (")
-    with pytest.raises(CompareError, match="rev-parse"):
+    with pytest.raises(CompareError, match="no-such-commit: neither a directory nor a commit"):
         tree_of("no-such-commit", repo=repo, checkouts=checkouts)
     with pytest.raises(CompareError, match="does not hold agentops"):
         tree_of(str(tmp_path), repo=repo, checkouts=checkouts)

@@ -57,18 +57,19 @@ class Tree:
     path: Path
 
 
-def _git(*args: str, repo: Path) -> str:
-    # git from PATH; the arguments are ours and a commit's name, never a shell's.
+def _output(argv: list[str], *, cwd: Path, failed: str, env: dict | None = None) -> str:
+    """The command's standard output; if it fails, CompareError: `failed` and what it said."""
+    # Our own argv (git, or this interpreter and alone.py), never a shell's.
     done = subprocess.run(  # noqa: S603
-        ["git", *args],  # noqa: S607
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=False,
+        argv, cwd=cwd, env=env, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
-        raise CompareError(f"git {' '.join(args)}: {done.stderr.strip()}")
+        raise CompareError(f"{failed}: {(done.stderr or done.stdout).strip()[-2000:]}")
     return done.stdout.strip()
+
+
+def _git(*args: str, repo: Path) -> str:
+    return _output(["git", *args], cwd=repo, failed=f"git {' '.join(args)}")  # noqa: S607
 
 
 def tree_of(spec: str, *, repo: Path = ROOT, checkouts: Path = CHECKOUTS) -> Tree:
@@ -79,7 +80,10 @@ def tree_of(spec: str, *, repo: Path = ROOT, checkouts: Path = CHECKOUTS) -> Tre
         if not (path / "agentops" / "runtime" / "loop.py").is_file():
             raise CompareError(f"{spec} does not hold agentops (no agentops/runtime/loop.py)")
         return Tree(f"{path.resolve()}", path.resolve())
-    commit = _git("rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}", repo=repo)
+    try:
+        commit = _git("rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}", repo=repo)
+    except CompareError:
+        raise CompareError(f"{spec}: neither a directory nor a commit of {repo}") from None
     checkout = checkouts / commit[:12]
     if not (checkout / "agentops").is_dir():
         checkouts.mkdir(parents=True, exist_ok=True)
@@ -113,17 +117,9 @@ def measure(tree: Tree, *, tickets: int, warmup: int) -> dict:
         "DJANGO_SETTINGS_MODULE": "agentops.settings",
         "PYTHONPATH": str(tree.path),
     }
-    done = subprocess.run(  # noqa: S603 - this interpreter and our script
-        [sys.executable, "-P", str(ALONE), str(tickets), str(warmup)],
-        cwd=tree.path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise CompareError(f"{tree.label}: {(done.stderr or done.stdout).strip()[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    argv = [sys.executable, "-P", str(ALONE), str(tickets), str(warmup)]
+    printed = _output(argv, cwd=tree.path, env=env, failed=tree.label)
+    return json.loads(printed.splitlines()[-1])
 
 
 def alternated(pairs: int) -> list[str]:
