@@ -46,7 +46,7 @@ def test_trees_whose_migrations_differ_are_refused(tmp_path):
         compare(one, other, pairs=1, tickets=1, warmup=0, out=print, run=lambda *a, **k: {})
 
 
-def test_a_commit_is_checked_out_once_and_a_bad_name_is_said(tmp_path):
+def test_a_commit_is_checked_out_for_the_comparison_and_a_bad_name_is_said(tmp_path):
     repo = tmp_path / "repo"
     _tree(repo)
     _git("init", "-q", cwd=repo)
@@ -54,16 +54,18 @@ def test_a_commit_is_checked_out_once_and_a_bad_name_is_said(tmp_path):
     _git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "one", cwd=repo)
     checkouts = tmp_path / "checkouts"
 
-    tree = tree_of("HEAD", repo=repo, checkouts=checkouts)
-    again = tree_of("HEAD", repo=repo, checkouts=checkouts)
-
-    assert tree.path == again.path and tree.path.parent == checkouts
-    assert (tree.path / "agentops" / "runtime" / "loop.py").is_file()
-    assert tree.label.startswith("HEAD (")
+    with tree_of("HEAD", repo=repo, checkouts=checkouts) as tree:
+        assert tree.path.parent == checkouts and tree.label.startswith("HEAD (")
+        assert (tree.path / "agentops" / "runtime" / "loop.py").is_file()
+        # The same commit again (base and candidate alike): the checkout is shared...
+        with tree_of("HEAD", repo=repo, checkouts=checkouts) as again:
+            assert again.path == tree.path
+        assert tree.path.is_dir()  # ...and left to the block that made it
+    assert not tree.path.exists()
     with pytest.raises(CompareError, match="no-such-commit: neither a directory nor a commit"):
-        tree_of("no-such-commit", repo=repo, checkouts=checkouts)
+        tree_of("no-such-commit", repo=repo, checkouts=checkouts).__enter__()
     with pytest.raises(CompareError, match="does not hold agentops"):
-        tree_of(str(tmp_path), repo=repo, checkouts=checkouts)
+        tree_of(str(tmp_path), repo=repo, checkouts=checkouts).__enter__()
 
 
 def test_it_prints_each_run_then_medians_ranges_and_the_ratio(tmp_path):

@@ -11,7 +11,8 @@ ratio candidate / base within each pair (the two runs of a pair are measured one
 right after the other, so a drift of the machine between pairs cancels).
 
 A tree is a directory holding agentops (the working tree, by default the
-candidate) or a git commit, checked out once under var/bench-compare/. Both run
+candidate) or a git commit, checked out under var/bench-compare/ while the
+comparison runs. Both run
 with this checkout's virtualenv, on one database migrated for both: two trees
 whose migrations differ cannot share it, and are refused.
 """
@@ -24,7 +25,8 @@ import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,23 +74,31 @@ def _git(*args: str, repo: Path) -> str:
     return _output(["git", *args], cwd=repo, failed=f"git {' '.join(args)}")  # noqa: S607
 
 
-def tree_of(spec: str, *, repo: Path = ROOT, checkouts: Path = CHECKOUTS) -> Tree:
-    """The tree `spec` names: a directory holding agentops, or a commit of `repo`
-    (checked out under `checkouts` the first time, a detached git worktree)."""
+@contextmanager
+def tree_of(spec: str, *, repo: Path = ROOT, checkouts: Path = CHECKOUTS) -> Iterator[Tree]:
+    """The tree `spec` names: a directory holding agentops, or a commit of `repo`,
+    checked out under `checkouts` (a detached git worktree) for as long as the block
+    lasts. A checkout that was already there is used and left."""
     path = Path(spec)
     if path.is_dir():
         if not (path / "agentops" / "runtime" / "loop.py").is_file():
             raise CompareError(f"{spec} does not hold agentops (no agentops/runtime/loop.py)")
-        return Tree(f"{path.resolve()}", path.resolve())
+        yield Tree(f"{path.resolve()}", path.resolve())
+        return
     try:
         commit = _git("rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}", repo=repo)
     except CompareError:
         raise CompareError(f"{spec}: neither a directory nor a commit of {repo}") from None
     checkout = checkouts / commit[:12]
-    if not (checkout / "agentops").is_dir():
+    created = not (checkout / "agentops").is_dir()
+    if created:
         checkouts.mkdir(parents=True, exist_ok=True)
         _git("worktree", "add", "--detach", str(checkout), commit, repo=repo)
-    return Tree(f"{spec} ({commit[:8]})", checkout)
+    try:
+        yield Tree(f"{spec} ({commit[:8]})", checkout)
+    finally:
+        if created:
+            _git("worktree", "remove", "--force", str(checkout), repo=repo)
 
 
 def _migrations(tree: Path) -> dict[str, str]:

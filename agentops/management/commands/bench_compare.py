@@ -42,16 +42,18 @@ class Command(BaseCommand):
         walinspect_missing = walinspect_enable()
         out = self.stdout.write
         try:
-            trees = tree_of(base), tree_of(candidate)
-            out(
-                f"bench-compare: {tickets} tickets a run after {warmup} warm-up, each run a "
-                f"process of its own, {pairs} runs of each tree alternated"
-            )
-            out(f"base:      {trees[0].label}")
-            out(f"candidate: {trees[1].label}")
-            if walinspect_missing:
-                out(f"WAL without full-page images: unavailable ({walinspect_missing})")
-            summary = compare(*trees, pairs=pairs, tickets=tickets, warmup=warmup, out=out)
+            with tree_of(base) as base_tree, tree_of(candidate) as candidate_tree:
+                out(
+                    f"bench-compare: {tickets} tickets a run after {warmup} warm-up, each run "
+                    f"a process of its own, {pairs} runs of each tree alternated"
+                )
+                out(f"base:      {base_tree.label}")
+                out(f"candidate: {candidate_tree.label}")
+                if walinspect_missing:
+                    out(f"WAL without full-page images: unavailable ({walinspect_missing})")
+                summary = compare(
+                    base_tree, candidate_tree, pairs=pairs, tickets=tickets, warmup=warmup, out=out
+                )
         except CompareError as exc:
             raise CommandError(str(exc)) from None
         out("")
