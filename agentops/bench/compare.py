@@ -6,15 +6,16 @@ round to round). A change of a few percent shows only when the two are measured
 in turn, in the same minutes, on the same database. This runs each tree's tickets
 in one process of its own (alone.py: CPU, its backend's CPU, wall time, WAL and
 the queries of one ticket), in pairs: base then candidate, then candidate then
-base, and so on. It prints every run, the median of each figure with its range, and the
-ratio candidate / base within each pair (the two runs of a pair are measured one
-right after the other, so a drift of the machine between pairs cancels).
+base, and so on. It prints every run, the median of each figure with its range,
+and the ratio candidate / base within each pair (the two runs of a pair are
+measured one right after the other, so a drift of the machine between pairs
+cancels).
 
 A tree is a directory holding agentops (the working tree, by default the
 candidate) or a git commit, checked out under var/bench-compare/ while the
-comparison runs. Both run
-with this checkout's virtualenv, on one database migrated for both: two trees
-whose migrations differ cannot share it, and are refused.
+comparison runs. Both run with this checkout's virtualenv, on one database
+migrated for both: two trees whose migrations differ cannot share it, and are
+refused.
 """
 
 from __future__ import annotations
