@@ -25,6 +25,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
 from agentops.db.batch import Statement, execute, query
+from agentops.db.encoders import column_encoder, value_encoder
 
 
 def _quote(name: str) -> str:
@@ -41,6 +42,11 @@ def _db():
 @cache
 def _insert_fields(model: type[models.Model]) -> tuple[models.Field, ...]:
     return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
+
+
+@cache
+def _insert_encoders(model: type[models.Model]) -> tuple:
+    return tuple(column_encoder(f, add=True) for f in _insert_fields(model))
 
 
 def _generated_pk(model: type[models.Model]) -> bool:
@@ -66,11 +72,11 @@ def insert_many(objs: list[models.Model]) -> None:
     if not objs:
         return
     model = type(objs[0])
-    fields = _insert_fields(model)
+    encoders = _insert_encoders(model)
     db = _db()
     params = []
     for obj in objs:
-        params.extend(f.get_db_prep_save(f.pre_save(obj, add=True), db) for f in fields)
+        params.extend([encode(obj, db) for encode in encoders])
 
     def returned(rows: list[tuple]) -> None:
         # RETURNING gives the rows in VALUES order on both databases for a plain INSERT.
@@ -106,10 +112,10 @@ def _compared(model: type[models.Model], where: Mapping[str, object]) -> list:
     db = _db()
     params = []
     for name, value in where.items():
-        field = model._meta.get_field(name)
+        encode = value_encoder(model._meta.get_field(name))
         for one in value if isinstance(value, tuple) else (value,):
             if one is not None:
-                params.append(field.get_db_prep_save(one, db))
+                params.append(encode(one, db))
     return params
 
 
@@ -128,7 +134,7 @@ def _prepared(model: type[models.Model], values: Mapping[str, object]) -> Iterab
         field = model._meta.get_field(name)
         if hasattr(value, "prepare_database_save"):
             value = value.prepare_database_save(field)  # a model instance for a foreign key
-        yield field.get_db_prep_save(value, db)
+        yield value_encoder(field)(value, db)
 
 
 def update_where(
@@ -167,7 +173,7 @@ def save_fields(obj: models.Model, names: Iterable[str] | None = None) -> None:
         Statement(
             _update_sql(model, tuple(f.name for f in fields), ((pk.name, 0),)),
             [
-                *(f.get_db_prep_save(f.pre_save(obj, add=False), db) for f in fields),
+                *(column_encoder(f, add=False)(obj, db) for f in fields),
                 pk.get_db_prep_save(obj.pk, db),
             ],
         )
