@@ -105,13 +105,9 @@ def test_a_column_is_read_from_the_instance_as_the_field_reads_it(model, add):
     run = Run.objects.create(ticket=ticket, trace_id="0" * 32)
     earlier = datetime(2020, 1, 1, tzinfo=UTC)
     if model is Span:
-        obj = Span(
-            run=run, span_id="a" * 16, kind=Span.Kind.TOOL, name="n", started_at=earlier
-        )
+        obj = Span(run=run, span_id="a" * 16, kind=Span.Kind.TOOL, name="n", started_at=earlier)
     else:
-        obj = Effect(
-            idempotency_key="k", ticket=ticket, run=run, tool="issue_refund", request={}
-        )
+        obj = Effect(idempotency_key="k", ticket=ticket, run=run, tool="issue_refund", request={})
         obj.created_at = obj.updated_at = earlier
     for field in model._meta.concrete_fields:
         fast = column_encoder(field, add=add)(obj, connection)

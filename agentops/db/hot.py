@@ -3,9 +3,10 @@
 Every step of a run writes its span and advances the run. Django compiles each
 QuerySet.update() and bulk_create() anew: about 0.2 ms of CPU per statement, as
 much as PostgreSQL spends running it. These write the same columns, with values
-encoded by the same model fields (JSON, decimals, datetimes), from SQL built once
-per process for each shape of statement. Nothing here is vendor-specific: the SQL
-is the subset PostgreSQL and SQLite (3.35+, for RETURNING) share.
+encoded as the same model fields encode them (JSON, decimals, datetimes; see
+agentops.db.encoders), from SQL built once per process for each shape of statement.
+Nothing here is vendor-specific: the SQL is the subset PostgreSQL and SQLite (3.35+,
+for RETURNING) share.
 
 Only plain values: no F() or other expressions (use the ORM for those), and no
 signals (the ORM's update() and bulk_create() send none either).
