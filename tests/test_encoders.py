@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, models
 from django.db.models import Value
 from django.utils.functional import lazy
 from psycopg.types.json import Jsonb
@@ -118,3 +118,17 @@ def test_a_column_is_read_from_the_instance_as_the_field_reads_it(model, add):
             assert getattr(obj, field.attname) > earlier and kept > earlier, field.name
         else:
             assert _comparable(fast) == _comparable(slow), field.name
+
+
+class Shouting(models.CharField):
+    """A field of our own that encodes its values its own way, as a subclass may."""
+
+    def get_prep_value(self, value):
+        return super().get_prep_value(value).upper()
+
+
+def test_a_subclass_of_a_field_encodes_its_values_its_own_way():
+    field = Shouting(max_length=10)
+    field.set_attributes_from_name("word")
+
+    assert value_encoder(field)("quiet", connection) == "QUIET"
