@@ -23,7 +23,7 @@ HOT_MODELS = (Span, Turn, Effect, Run, Ticket, DailySpend, Order, Refund)
 
 
 class Colour(str):
-    """A str of another class: the field turns it into a plain one."""
+    """A str of another class: not the shortcut's, so it takes the field's own path."""
 
 
 def _lazy_text():
@@ -34,7 +34,7 @@ SAMPLES = [
     None,
     "",
     "plain",
-    "é☃ and \x00-free",
+    "héllo ☃",
     Colour("red"),
     Span.Kind.MODEL,  # a TextChoices member
     _lazy_text(),
