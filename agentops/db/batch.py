@@ -139,13 +139,23 @@ def query(sql: str, params: list, *, durable: bool = True) -> list[tuple]:
         sent.insert(0, libpq.Sent(_COMMIT_WITHOUT_FLUSH.sql, []))
         text = _logged([_COMMIT_WITHOUT_FLUSH.sql, sql])
 
-    def send(*_) -> None:
-        returned = _on(pg, sent)[-1]
-        rows.extend(returned or [])
+    def send(*_) -> list[list[tuple] | None]:
+        returned = _on(pg, sent)
+        rows.extend(returned[-1] or [])
+        return returned
 
     with connection.wrap_database_errors:
-        _as_one_query(lambda: text, send)
+        _as_one_query(lambda: text, send, sent)
     return rows
+
+
+def send_as_recorded(sent: list[libpq.Sent]) -> list[list[tuple] | None]:
+    """Send statements exactly as one of the hot path's round trips sent them (as an
+    execute wrapper sees them: see _as_one_query) and return each one's rows; for the
+    benchmark's replay of a ticket's SQL (agentops.bench.replayed)."""
+    _connected()
+    with connection.wrap_database_errors:
+        return _on(connection.connection, sent)
 
 
 def send_now(statements: list[Statement]) -> None:
@@ -219,15 +229,13 @@ def _send_pipelined(statements: list[Statement]) -> None:
         ]
     rows: list[list[tuple] | None] = []
 
-    def send(*_) -> None:
+    def send(*_) -> list[list[tuple] | None]:
         rows.extend(_on(pg, sent))
+        return rows
 
     try:
         with connection.wrap_database_errors:
-            _as_one_query(
-                lambda: _logged([s.sql for s in statements]),
-                send,
-            )
+            _as_one_query(lambda: _logged([s.sql for s in statements]), send, sent)
     except DatabaseError as exc:
         if savepoint is not None and pg.info.transaction_status == TransactionStatus.INERROR:
             with connection.wrap_database_errors:
@@ -269,10 +277,16 @@ def _connected() -> None:
     connection.validate_no_broken_transaction()
 
 
-def _as_one_query(text: Callable[[], str], send: Callable[..., None]) -> None:
+def _as_one_query(
+    text: Callable[[], str], send: Callable[..., list], sent: list[libpq.Sent]
+) -> None:
     """Run `send` as Django runs a query: inside the connection's execute wrappers, and
     logged when queries are (DEBUG, CaptureQueriesContext) as `text()` (parameters
-    left out: a write transaction's statements after a marker saying how many)."""
+    left out: a write transaction's statements after a marker saying how many).
+
+    A wrapper gets no cursor in its context but the statements as they are sent
+    (`context["statements"]`: libpq.Sent, parameters included), and the rows of each
+    from its `execute` (None for a statement without result rows)."""
     wrappers, logged = connection.execute_wrappers, connection.queries_logged
     if not wrappers and not logged:
         send()
@@ -282,8 +296,9 @@ def _as_one_query(text: Callable[[], str], send: Callable[..., None]) -> None:
     for wrapper in reversed(wrappers):
         executor = functools.partial(wrapper, executor)
     started = time.monotonic()
+    context = {"connection": connection, "cursor": None, "statements": sent}
     try:
-        executor(sql, None, False, {"connection": connection, "cursor": None})
+        executor(sql, None, False, context)
     finally:
         if logged:
             connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
