@@ -7,7 +7,7 @@ PORT ?= 8000
 VENV_BIN := .venv/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test bench-db bench bench-compare bench-web lint format chaos
+.PHONY: help install browser demo test bench-db bench bench-sql bench-compare bench-web lint format chaos
 
 help: ## Show this help
 	@echo "agentops: run LLM support agents in production, safely."
@@ -62,6 +62,10 @@ lint: install ## ruff check and ruff format --check
 format: install ## Fix what ruff can fix, and format
 	$(VENV_BIN)/ruff check --fix .
 	$(VENV_BIN)/ruff format .
+
+bench-sql: install bench-db ## The floor, agentops' SQL replayed alone, and agentops, same run
+	DATABASE_URL=$(BENCH_DATABASE_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) \
+		$(VENV_BIN)/python manage.py bench_sql_alone
 
 bench-compare: install bench-db ## A commit against this checkout, alternated (BASE=HEAD; PAIRS, TICKETS)
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(VENV_BIN)/python manage.py bench_compare \

@@ -53,4 +53,4 @@ def _close_old_connections(sender=None, **kwargs) -> None:
 
 app.autodiscover_tasks()
 # The benchmark's floor task lives outside the apps' tasks modules.
-app.conf.include = ["agentops.bench.floor"]
+app.conf.include = ["agentops.bench.floor", "agentops.bench.replayed"]

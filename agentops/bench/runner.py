@@ -13,6 +13,7 @@ same run, on the same database, broker and worker processes.
 from __future__ import annotations
 
 import os
+import platform
 import re
 import socket
 import statistics
@@ -118,6 +119,21 @@ class DbCounters:
             # New PostgreSQL sessions: a worker that reconnects per task shows 1 here.
             "connections": self.sessions - before.sessions,
         }
+
+
+def machine() -> str:
+    """The line that says what a benchmark ran on."""
+    return (
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count() or 0} CPUs, "
+        f"Python {platform.python_version()}, "
+        f"PostgreSQL {connection.pg_version // 10000}.{connection.pg_version % 100}, "
+        f"broker {settings.CELERY_BROKER_URL.split('://')[0]}"
+    )
+
+
+def ms(value: float | None) -> str:
+    """Milliseconds as a benchmark prints them; "-" for a clock it could not read."""
+    return "-" if value is None else f"{value:.2f}"
 
 
 def database_url() -> str:
@@ -411,6 +427,13 @@ def statements(queries: list[dict]) -> int:
     )
 
 
+def workload_settings() -> override_settings:
+    """This process's settings as the workers' (WORKLOAD_ENV), for a ticket run here."""
+    workload = {k: int(v) for k, v in WORKLOAD_ENV.items() if v.isdigit()}
+    mailer = {"default": {"BACKEND": WORKLOAD_ENV["EMAIL_BACKEND"]}}
+    return override_settings(MAILERS=mailer, **workload)
+
+
 def one_ticket_counted() -> dict[str, dict[str, int]]:
     """Queries sent, SQL statements and write transactions of one ticket of each kind,
     counted in this process by Django with the workers' settings.
@@ -422,9 +445,7 @@ def one_ticket_counted() -> dict[str, dict[str, int]]:
     from agentops.runtime.loop import run_advance
 
     warm_up, run_id = tickets_create(2, tag=uuid.uuid4().hex[:8])
-    workload = {k: int(v) for k, v in WORKLOAD_ENV.items() if v.isdigit()}
-    mailer = {"default": {"BACKEND": WORKLOAD_ENV["EMAIL_BACKEND"]}}
-    with override_settings(MAILERS=mailer, **workload):
+    with workload_settings():
         # Like a worker past its first ticket: the admin's tables are kept by then.
         run_advance(run_id=warm_up, worker="bench-counted")
         with CaptureQueriesContext(connection) as ours:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import platform
-
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection
@@ -11,10 +9,12 @@ from django.db import DatabaseError, connection
 from agentops.bench.floor import floor_table_create
 from agentops.bench.runner import (
     Workers,
+    machine,
     measure_agentops,
     measure_floor,
     measure_latencies,
     median_of,
+    ms,
     one_ticket_counted,
     percentile,
     price_like_production,
@@ -51,12 +51,7 @@ class Command(BaseCommand):
         walinspect_missing = walinspect_enable()
         workers = Workers(processes=processes, env={})
         out = self.stdout.write
-        out(
-            f"machine: {platform.node()} {platform.machine()}, {_cpus()} CPUs, "
-            f"Python {platform.python_version()}, "
-            f"PostgreSQL {connection.pg_version // 10000}.{connection.pg_version % 100}, "
-            f"broker {settings.CELERY_BROKER_URL.split('://')[0]}"
-        )
+        out(machine())
         out(
             f"workload: {tickets} tickets x {rounds} rounds (median quoted), warm-up {warmup}, "
             f"{processes} worker processes, {priced}"
@@ -124,7 +119,7 @@ class Command(BaseCommand):
         out("CPU per ticket, ms (last round, process clocks):")
         for group in CPU_GROUPS:
             ours_ms, floor_ms = ours[-1]["cpu_ms"][group], floor[-1]["cpu_ms"][group]
-            out(f"  {group:34}{_ms(ours_ms):>8}{_ms(floor_ms):>12}")
+            out(f"  {group:34}{ms(ours_ms):>8}{ms(floor_ms):>12}")
         if wal_tables is None:
             out(f"WAL per ticket by table: unavailable ({wal_missing})")
         else:
@@ -175,10 +170,6 @@ def _database_state() -> str:
     )
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
 def _wal_tables(last_round: dict, missing: str | None):
     """The last round's WAL by table, or None and why not."""
     if missing:
@@ -187,9 +178,3 @@ def _wal_tables(last_round: dict, missing: str | None):
         return wal_by_table(*last_round["wal_between"]), None
     except DatabaseError as exc:
         return None, str(exc).strip().splitlines()[0]
-
-
-def _cpus() -> int:
-    import os
-
-    return os.cpu_count() or 0
