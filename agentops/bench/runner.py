@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -287,7 +288,7 @@ def tickets_create(count: int, *, tag: str) -> list[int]:
 ROUND_POLL_SECONDS = 0.5
 
 
-def _wait(predicate, timeout: float, what: str, *, every: float = 0.05) -> None:
+def wait_until(predicate, timeout: float, what: str, *, every: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -312,7 +313,7 @@ def measure_agentops(count: int, *, workers: Workers) -> dict:
     started = timezone.now()
     workers.consume(queue)
     unfinished = Run.objects.filter(pk__in=run_ids).exclude(status__in=Run.FINAL_STATUSES)
-    _wait(
+    wait_until(
         lambda: not unfinished.exists(),
         timeout=600,
         what="agentops runs",
@@ -327,25 +328,32 @@ def measure_agentops(count: int, *, workers: Workers) -> dict:
     return _round(count, (finished - started).total_seconds(), before, after, cpu)
 
 
-def measure_floor(count: int, *, workers: Workers) -> dict:
+def floor_tickets_sent(count: int, *, queue: str) -> tuple[int, Callable[[], bool]]:
+    """`count` floor tickets enqueued on `queue`: the first one's number, and whether
+    all of them are done."""
     base = 1_000_000_000 + int(time.time() * 1000) % 1_000_000_000
-    queue = _round_queue()
     for i in range(count):
         bench_floor_ticket.apply_async((base + i,), queue=queue)
-    before, clocks = DbCounters.read(), workers.clocks()
-    started = timezone.now()
-    workers.consume(queue)
 
     def done() -> bool:
         with connection.cursor() as cursor:
-            # This round's tickets only: the table keeps the rows of earlier runs.
+            # These tickets only: the table keeps the rows of earlier rounds.
             cursor.execute(
                 f"SELECT count(*) FROM {TABLE} WHERE ticket >= %s AND ticket < %s",  # noqa: S608
                 [base, base + count],
             )
             return cursor.fetchone()[0] >= 5 * count
 
-    _wait(done, timeout=600, what="floor tasks", every=ROUND_POLL_SECONDS)
+    return base, done
+
+
+def measure_floor(count: int, *, workers: Workers) -> dict:
+    queue = _round_queue()
+    base, done = floor_tickets_sent(count, queue=queue)
+    before, clocks = DbCounters.read(), workers.clocks()
+    started = timezone.now()
+    workers.consume(queue)
+    wait_until(done, timeout=600, what="floor tasks", every=ROUND_POLL_SECONDS)
     workers.stop_consuming(queue)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -502,7 +510,7 @@ def _time_agentops(run_id: int, *, queue: str, into: Latencies) -> None:
     enqueued = timezone.now()
     advance_run.apply_async((run_id,), queue=queue)
     run = Run.objects.filter(pk=run_id)
-    _wait(lambda: run.filter(status__in=Run.FINAL_STATUSES).exists(), 60, "a run")
+    wait_until(lambda: run.filter(status__in=Run.FINAL_STATUSES).exists(), 60, "a run")
     started, finished = run.values_list("started_at", "finished_at").get()
     into.total.append((finished - enqueued).total_seconds() * 1000)
     into.to_claim.append((started - enqueued).total_seconds() * 1000)
@@ -530,7 +538,7 @@ def _time_floor(ticket: int, *, queue: str, into: Latencies) -> None:
             )
             return cursor.fetchone()
 
-    _wait(lambda: stamps()[0] >= 5, 60, "a floor ticket")
+    wait_until(lambda: stamps()[0] >= 5, 60, "a floor ticket")
     _, first, last = stamps()
     into.total.append((last - enqueued).total_seconds() * 1000)
     into.to_claim.append((first - enqueued).total_seconds() * 1000)

@@ -28,15 +28,17 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from agentops.bench.floor import TABLE, bench_floor_ticket, floor_table_create
+from agentops.bench.floor import floor_table_create
 from agentops.bench.replayed import recording, replay_ticket, save
 from agentops.bench.runner import (
     Workers,
+    floor_tickets_sent,
     machine,
     median_of,
     ms,
     price_like_production,
     tickets_create,
+    wait_until,
     workload_settings,
 )
 from agentops.bench.where import PARENT, POOL
@@ -157,17 +159,7 @@ def _round(kind, workers, first, count, path, recorded, agentops) -> dict:
     """One round of `count` tickets of a kind, enqueued before the workers consume them."""
     queue = f"bench-sql-alone-{uuid.uuid4().hex[:8]}"
     if kind == FLOOR:
-        base = 1_000_000_000 + int(time.time() * 1000) % 1_000_000_000 + first
-        for ticket in range(base, base + count):
-            bench_floor_ticket.apply_async((ticket,), queue=queue)
-
-        def done() -> bool:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"SELECT count(*) FROM {TABLE} WHERE ticket >= %s AND ticket < %s",  # noqa: S608
-                    [base, base + count],
-                )
-                return cursor.fetchone()[0] >= 5 * count
+        _, done = floor_tickets_sent(count, queue=queue)
     else:
         from agentops.tasks import advance_run
 
@@ -185,11 +177,7 @@ def _round(kind, workers, first, count, path, recorded, agentops) -> dict:
     clocks = workers.clocks()
     started = time.monotonic()
     workers.consume(queue)
-    deadline = started + 600
-    while not done():
-        if time.monotonic() > deadline:
-            raise CommandError(f"{kind}: {count} tickets not done in 600 s")
-        time.sleep(POLL_SECONDS)
+    wait_until(done, timeout=600, what=f"{count} tickets: {kind}", every=POLL_SECONDS)
     seconds = time.monotonic() - started
     workers.stop_consuming(queue)
     cpu = workers.clocks().minus(clocks)
