@@ -108,20 +108,23 @@ def test_it_prints_the_floor_the_sql_alone_and_agentops_from_one_run(capsys):
     if not _real_services():
         pytest.skip("the benchmark needs PostgreSQL and a real broker (the CI's second pass)")
     name = connection.settings_dict["NAME"]
-    call_command("bench_sql_alone", tickets=4, rounds=2, warmup=1)
+    call_command("bench_sql_alone", tickets=4, rounds=2, warmup=1, latency_tickets=2)
 
     out = capsys.readouterr().out
-    assert f"recorded here: 9 tickets, {ROUND_TRIPS} round trips" in out
+    assert f"recorded here: 11 tickets, {ROUND_TRIPS} round trips" in out
     assert "round 2: floor " in out
     ratios = next(line for line in out.splitlines() if line.startswith("ratio to the floor"))
     assert ratios.split()[4] == "1.00" and len(ratios.split()) == 7
     assert "worker pool processes" in out and "Celery parent process" in out
+    assert "one at a time (2 tickets of each kind, in turn)" in out
+    p50 = next(line for line in out.splitlines() if line.strip().startswith("p50"))
+    assert all(float(ms) > 0 for ms in p50.split()[1:]) and len(p50.split()) == 4
     # The run happened on a copy, dropped since; this database holds only the recording's
     # tickets as run here (and the warm-up's), the replayed and the others still queued.
     assert connection.settings_dict["NAME"] == name
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [f"{name}_sql_alone"])
         assert cursor.fetchone() is None
-    assert Run.objects.filter(status=Run.Status.RESOLVED).count() == 10
-    assert Run.objects.filter(status=Run.Status.QUEUED).count() == 9
-    assert not list(Path(settings.VAR_DIR).glob("bench-sql-alone-*.pickle"))
+    assert Run.objects.filter(status=Run.Status.RESOLVED).count() == 12
+    assert Run.objects.filter(status=Run.Status.QUEUED).count() == 11
+    assert not list(Path(settings.VAR_DIR).glob("bench-sql-alone-*"))

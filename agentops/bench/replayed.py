@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import pickle  # noqa: S403 - the recordings are this command's own files
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,6 +93,41 @@ def replay(trips: list[RoundTrip]) -> None:
 
 
 @shared_task(ignore_result=True, acks_late=True)
-def replay_ticket(path: str, index: int) -> None:
-    """The benchmark's task: ticket `index` of the recordings in `path`, replayed."""
+def replay_ticket(path: str, index: int, stamps: str | None = None) -> None:
+    """The benchmark's task: ticket `index` of the recordings in `path`, replayed.
+
+    With `stamps`, a line is added to that file once the ticket's last commit has
+    returned: the index, the task's start and its end (epoch seconds), for the
+    latency of a ticket sent alone (a replay's rows carry the recording's times)."""
+    started = time.time()
     replay(_load(path)[index])
+    if stamps is not None:
+        with open(stamps, "a") as file:
+            file.write(f"{index} {started} {time.time()}\n")
+
+
+def time_replayed_ticket(path: Path, index: int, run_id: int, *, queue: str, into) -> None:
+    """Enqueue → the replay's last commit, split at the task's start, into a
+    runner.Latencies: as runner.time_agentops_ticket times a ticket of agentops (whose
+    end is the run's finished_at, stamped just before its last commit is sent)."""
+    from agentops.bench.runner import wait_until
+
+    stamps = path.with_suffix(".stamps")
+    enqueued = time.time()
+    replay_ticket.apply_async((str(path), index, str(stamps)), queue=queue)
+
+    def stamped() -> tuple[float, float] | None:
+        if not stamps.exists():
+            return None
+        for line in stamps.read_text().splitlines():
+            number, started, ended = line.split()
+            if int(number) == index:
+                return float(started), float(ended)
+        return None
+
+    # Looked for as often as the other kinds' ends (runner.wait_until's default).
+    wait_until(lambda: stamped() is not None, 60, f"replayed ticket {index} (run {run_id})")
+    started, ended = stamped()
+    into.total.append((ended - enqueued) * 1000)
+    into.to_claim.append((started - enqueued) * 1000)
+    into.running.append((ended - started) * 1000)

@@ -495,12 +495,12 @@ def measure_latencies(count: int, *, queue: str) -> tuple[Latencies, Latencies]:
     base = 2_100_000_000 + int(time.time()) % 10_000_000
     runs = tickets_create(count, tag=uuid.uuid4().hex[:8])
     for ticket, run_id in enumerate(runs, start=base):
-        _time_agentops(run_id, queue=queue, into=ours)
-        _time_floor(ticket, queue=queue, into=floor)
+        time_agentops_ticket(run_id, queue=queue, into=ours)
+        time_floor_ticket(ticket, queue=queue, into=floor)
     return ours, floor
 
 
-def _time_agentops(run_id: int, *, queue: str, into: Latencies) -> None:
+def time_agentops_ticket(run_id: int, *, queue: str, into: Latencies) -> None:
     """Enqueue → resolved. The clock starts as the task is sent (the run's row is
     written before, as a ticket's run is before it is enqueued); the claim and the end
     are the run's own started_at and finished_at, stamped by the worker on the same
@@ -517,7 +517,7 @@ def _time_agentops(run_id: int, *, queue: str, into: Latencies) -> None:
     into.running.append((finished - started).total_seconds() * 1000)
 
 
-def _time_floor(ticket: int, *, queue: str, into: Latencies) -> None:
+def time_floor_ticket(ticket: int, *, queue: str, into: Latencies) -> None:
     """The floor's enqueue → its last row, split at its first: what the broker, the pool
     and five autocommit INSERTs take before any agentops code. The rows are stamped by
     the server (clock_timestamp()), on the same machine's clock."""

@@ -9,6 +9,9 @@ task in turn, on a copy of the database taken before those tickets ran:
 - agentops' SQL alone: a recorded ticket's round trips sent again, verbatim;
 - agentops: tickets created with the recorded ones, run as `make bench` runs them.
 
+Then a ticket of each kind at a time, in turn, from enqueue to done, as `make bench`
+times its latency.
+
 Each round is timed by this process's clock, looking every POLL_SECONDS whether its
 tickets are done, the same way for the three (`make bench` reads the rows' own
 timestamps, which a replay copies from the recording). The CPU printed is the
@@ -29,15 +32,19 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from agentops.bench.floor import floor_table_create
-from agentops.bench.replayed import recording, replay_ticket, save
+from agentops.bench.replayed import recording, replay_ticket, save, time_replayed_ticket
 from agentops.bench.runner import (
+    Latencies,
     Workers,
     floor_tickets_sent,
     machine,
     median_of,
     ms,
+    percentile,
     price_like_production,
     tickets_create,
+    time_agentops_ticket,
+    time_floor_ticket,
     wait_until,
     workload_settings,
 )
@@ -56,9 +63,10 @@ class Command(BaseCommand):
         parser.add_argument("--tickets", type=int, default=1000, help="tickets per round")
         parser.add_argument("--rounds", type=int, default=3)
         parser.add_argument("--warmup", type=int, default=100)
+        parser.add_argument("--latency-tickets", type=int, default=200, help="of each kind")
         parser.add_argument("--processes", type=int, default=2, help="worker processes")
 
-    def handle(self, *args, tickets, rounds, warmup, processes, **opts):
+    def handle(self, *args, tickets, rounds, warmup, latency_tickets, processes, **opts):
         if connection.vendor != "postgresql":
             raise CommandError("The benchmark runs on PostgreSQL: set DATABASE_URL.")
         if settings.CELERY_BROKER_URL.startswith("filesystem"):
@@ -66,7 +74,7 @@ class Command(BaseCommand):
         out = self.stdout.write
         floor_table_create()
         priced = price_like_production()
-        per_kind = warmup + rounds * tickets
+        per_kind = warmup + rounds * tickets + latency_tickets
         tag = uuid.uuid4().hex[:8]
         warm_up = tickets_create(1, tag=f"{tag}w")[0]
         recorded_runs = tickets_create(per_kind, tag=f"{tag}r")
@@ -92,11 +100,17 @@ class Command(BaseCommand):
                 f"{statements} statements each as sent; replayed on a copy of the database "
                 f"taken before they ran (copied in {copied:.1f} s)"
             )
-            results = self._measure(
-                copy, path, tickets, rounds, warmup, processes, recorded_runs, agentops_runs
+            results, latencies = self._measure(
+                copy,
+                path,
+                (tickets, rounds, warmup, latency_tickets),
+                processes,
+                recorded_runs,
+                agentops_runs,
             )
         finally:
             path.unlink(missing_ok=True)
+            path.with_suffix(".stamps").unlink(missing_ok=True)
             _use_database(original)
             _drop_database(copy)
         rates = {kind: median_of(results[kind], "per_second") for kind in KINDS}
@@ -107,6 +121,22 @@ class Command(BaseCommand):
             f"{'ratio to the floor':28}"
             + "".join(f"{rates[k] / rates[FLOOR]:>22.2f}" for k in KINDS)
         )
+        count = len(latencies[FLOOR].total)
+        out(f"enqueue -> done, one at a time ({count} tickets of each kind, in turn), ms:")
+        for label, of, p in (
+            ("p50", "total", 50),
+            ("p99", "total", 99),
+            ("enqueue -> start, p50", "to_claim", 50),
+        ):
+            out(
+                f"  {label:26}"
+                + "".join(f"{percentile(getattr(latencies[k], of), p):>22.1f}" for k in KINDS)
+            )
+        out(
+            "  (the start: the floor's first row, the replay task's start, the run's claim; "
+            "the end: the floor's last row, the replay's last commit returned, the run's "
+            "finished_at, stamped as its last commit is sent)"
+        )
         out("CPU per ticket, ms (last round, process clocks):")
         for group in (POOL, PARENT):
             out(
@@ -114,7 +144,8 @@ class Command(BaseCommand):
                 + "".join(f"{ms(results[k][-1]['cpu_ms'][group]):>22}" for k in KINDS)
             )
 
-    def _measure(self, copy, path, tickets, rounds, warmup, processes, recorded, agentops):
+    def _measure(self, copy, path, counts, processes, recorded, agentops):
+        tickets, rounds, warmup, latency_tickets = counts
         _use_database(copy)
         workers = Workers(processes=processes, env={})
         workers.start()
@@ -133,9 +164,23 @@ class Command(BaseCommand):
                     f"  round {n + 1}: "
                     + ", ".join(f"{k} {results[k][-1]['per_second']:.1f}/s" for k in KINDS)
                 )
+            first = warmup + rounds * tickets
+            latencies = _latencies(workers.queue, path, first, latency_tickets, recorded, agentops)
         finally:
             workers.stop()
-        return results
+        return results, latencies
+
+
+def _latencies(queue, path, first, count, recorded, agentops) -> dict[str, Latencies]:
+    """Enqueue → done, one ticket at a time, the three kinds in turn (see
+    runner.measure_latencies)."""
+    latencies = {kind: Latencies() for kind in KINDS}
+    floor_base = 2_100_000_000 + int(time.time()) % 10_000_000
+    for index in range(first, first + count):
+        time_floor_ticket(floor_base + index, queue=queue, into=latencies[FLOOR])
+        time_replayed_ticket(path, index, recorded[index], queue=queue, into=latencies[SQL_ALONE])
+        time_agentops_ticket(agentops[index], queue=queue, into=latencies[AGENTOPS])
+    return latencies
 
 
 def _record(warm_up: int, run_ids: list[int]) -> list:
