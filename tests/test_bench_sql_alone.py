@@ -103,6 +103,16 @@ def test_it_refuses_to_measure_on_the_embedded_defaults():
         call_command("bench_sql_alone", tickets=1, rounds=1)
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("counts", [{"rounds": 0}, {"tickets": 0}, {"latency_tickets": 0}])
+def test_it_refuses_counts_it_cannot_take_a_median_of(counts):
+    if not _real_services():
+        pytest.skip("the checks of the services come first (the CI's second pass)")
+    with pytest.raises(CommandError, match="take 1 or more"):
+        call_command("bench_sql_alone", **counts)
+    assert not Run.objects.exists()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_prints_the_floor_the_sql_alone_and_agentops_from_one_run(capsys):
     if not _real_services():

@@ -71,6 +71,11 @@ class Command(BaseCommand):
             raise CommandError("The benchmark runs on PostgreSQL: set DATABASE_URL.")
         if settings.CELERY_BROKER_URL.startswith("filesystem"):
             raise CommandError("The benchmark needs a real broker: set CELERY_BROKER_URL.")
+        if min(tickets, rounds, latency_tickets, processes) < 1 or warmup < 0:
+            raise CommandError(
+                "--tickets, --rounds, --latency-tickets and --processes take 1 or more, "
+                "--warmup 0 or more."
+            )
         out = self.stdout.write
         floor_table_create()
         priced = price_like_production()
