@@ -242,16 +242,12 @@ def _round(kind, workers, first, count, path, recorded, agentops) -> dict:
 
 
 def _server() -> psycopg.Connection:
-    """A connection to the server's maintenance database, to create and drop databases."""
-    db = connection.settings_dict
-    return psycopg.connect(
-        dbname="postgres",
-        user=db["USER"],
-        password=db.get("PASSWORD") or None,
-        host=db["HOST"] or "127.0.0.1",
-        port=db["PORT"] or 5432,
-        autocommit=True,
-    )
+    """A connection to the server's maintenance database, to create and drop databases:
+    the benchmark's own connection parameters (host or socket, user, OPTIONS such as
+    sslmode), another database."""
+    params = connection.get_connection_params()
+    params.update(dbname="postgres", autocommit=True)
+    return psycopg.connect(**params)
 
 
 def _copy_database(name: str, copy: str) -> None:
